@@ -1,0 +1,131 @@
+"""``nwp-export``: write a trained run as a SavedModel in TF Serving's layout.
+
+The SavedModel holds the text front end (``keras.layers.TextVectorization``) and the
+language model in one graph. Its ``serving_default`` signature is::
+
+    inputs:  text           DT_STRING [-1]       raw prompts
+    outputs: words          DT_STRING [-1, k]    the k most likely next words
+             probabilities  DT_FLOAT  [-1, k]    their model probabilities, most likely first
+
+It is written to ``<model_base_path>/<model_name>/<version>/`` atomically: the archive is
+written to a hidden non-numeric sibling folder, loaded back and run once, and only then
+renamed to its version number. TF Serving (and ``nwp-serve``) only pick up folders whose
+name is an integer, so a half-written export is never served.
+
+Example::
+
+    nwp-export --run runs/default --model_base_path saved_models --model_name nwp
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+SIGNATURE_KEY = "serving_default"
+INPUT_KEY = "text"
+OUTPUT_KEYS = ("words", "probabilities")
+
+
+def version_dirs(model_dir):
+    """``{version: path}`` for every child of ``model_dir`` whose name is an integer > 0."""
+    found = {}
+    if os.path.isdir(model_dir):
+        for name in os.listdir(model_dir):
+            if name.isdigit() and int(name) > 0 and os.path.isdir(os.path.join(model_dir, name)):
+                found[int(name)] = os.path.join(model_dir, name)
+    return found
+
+
+def export_saved_model(predictor, model_base_path, model_name, version=None, top_k=5):
+    """Export a :class:`zoo.NextWordPredictor` as ``<base>/<name>/<version>/``.
+
+    Args:
+        predictor: a ``zoo.NextWordPredictor``.
+        model_base_path: the folder that holds one folder per model name.
+        model_name: the model's name in the server (``[A-Za-z0-9_.-]+``).
+        version: a positive int; None: one more than the highest version present.
+        top_k: number of next words the signature returns, 1 <= top_k <= vocab_size - 2.
+
+    Returns:
+        The path of the new version folder.
+
+    Raises:
+        ValueError: bad ``model_name``, ``version`` or ``top_k``.
+        FileExistsError: that version already exists (versions are never overwritten).
+    """
+    import keras
+    import tensorflow as tf
+
+    if not model_name or not all(c.isalnum() or c in "_.-" for c in model_name):
+        raise ValueError(f"model_name must be letters, digits, '_', '.', '-'; got {model_name!r}.")
+    if not 1 <= top_k <= predictor.vectorizer.vocab_size - 2:
+        raise ValueError(
+            f"top_k must be between 1 and {predictor.vectorizer.vocab_size - 2} (the number of "
+            f"real words), got {top_k}.")
+    model_dir = os.path.join(model_base_path, model_name)
+    if version is None:
+        version = max(version_dirs(model_dir), default=0) + 1
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"version must be a positive int, got {version!r}.")
+    target = os.path.join(model_dir, str(version))
+    if os.path.exists(target):
+        raise FileExistsError(f"{target} exists; versions are never overwritten.")
+    os.makedirs(model_dir, exist_ok=True)
+    tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def serve(text):
+        return predictor.top_k(text, k=top_k)
+
+    archive = keras.export.ExportArchive()
+    archive.track(predictor.model)
+    archive.track(predictor.vectorizer.layer)
+    archive.add_endpoint(SIGNATURE_KEY, serve,
+                         input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_KEY)])
+    try:
+        archive.write_out(tmp, verbose=False)
+        check = tf.saved_model.load(tmp).signatures[SIGNATURE_KEY]
+        out = check(**{INPUT_KEY: tf.constant(["", "the"])})
+        if sorted(out) != sorted(OUTPUT_KEYS) or out["words"].shape != (2, top_k):
+            raise RuntimeError(f"The exported signature returned {dict(out)}; not exporting.")
+        os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="nwp-export",
+        description="Export a training run as a string-in SavedModel in TF Serving's layout.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", default="runs/default", help="run folder written by nwp-train")
+    p.add_argument("--model_base_path", default="saved_models")
+    p.add_argument("--model_name", default="nwp")
+    p.add_argument("--version", type=int, default=None,
+                   help="version number (default: highest present + 1)")
+    p.add_argument("--top_k", type=int, default=5, help="next words returned per prompt")
+    return p
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    from zoo import NextWordPredictor
+
+    try:
+        predictor = NextWordPredictor.load(args.run)
+        path = export_saved_model(predictor, args.model_base_path, args.model_name,
+                                  args.version, args.top_k)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"nwp-export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"exported {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""``nwp-serve``: a REST server that speaks TensorFlow Serving's API (aiohttp).
+
+Endpoints (``shared/reference/tf_serving_api.md``, section 1)::
+
+    GET  /v1/models/<name>[/versions/<v>]               model status
+    GET  /v1/models/<name>[/versions/<v>]/metadata      signature_def map
+    POST /v1/models/<name>[/versions/<v>]:predict       {"instances": [...]} or {"inputs": ...}
+
+Errors are ``{"error": "..."}`` with TF Serving's HTTP codes (400 bad request, 404 unknown
+model or version, 413 body over ``--max_request_bytes``). A bad request never stops the
+server. Flags use ``tensorflow_model_server``'s names, so the two can be swapped::
+
+    nwp-serve --rest_api_port=8501 --model_name=nwp --model_base_path=saved_models/nwp
+
+The server binds 127.0.0.1 unless ``--host`` says otherwise, and loads the highest version
+under the base path before it starts listening, so an open port means a ready model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from serving.errors import ServingError, invalid
+from serving.json_tensor import format_predict_response, parse_predict_request
+from serving.servable import ModelManager
+
+# tensorflow_serving/model_servers/http_rest_api_util.cc
+_POST_RE = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+    re.IGNORECASE)
+_GET_RE = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+    re.IGNORECASE)
+
+MANAGER_KEY = web.AppKey("manager", ModelManager)
+_INT64_MAX = 2 ** 63 - 1
+
+
+def _error(err):
+    return web.json_response({"error": err.message}, status=err.http_status)
+
+
+def _version(text):
+    if text is None:
+        return None
+    value = int(text)
+    if value > _INT64_MAX:
+        raise invalid(f"Failed to convert version: {text} to numeric.")
+    return value
+
+
+def _parse_json(raw):
+    """Parse a request body like TF Serving (rapidjson): errors are 400 ``JSON Parse error``."""
+    if not raw.strip():
+        raise invalid("JSON Parse error: The document is empty")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise invalid(f"JSON Parse error: Invalid encoding in string. ({err.reason})") from None
+    except json.JSONDecodeError as err:
+        raise invalid(f"JSON Parse error: {err.msg} at offset: {err.pos}") from None
+    except RecursionError:
+        raise invalid("JSON Parse error: nesting too deep") from None
+
+
+async def handle_get(request, path):
+    match = _GET_RE.fullmatch(path)
+    if not match:
+        raise invalid(f"Malformed request: GET {path}")
+    name, version, label, metadata = match.groups()
+    if name is None:
+        raise invalid("Missing model name in request.")
+    manager = request.app[MANAGER_KEY]
+    name = unquote(name)
+    version = _version(version)
+    if metadata == "metadata":
+        servable = manager.get(name, version, unquote(label) if label else None)
+        return web.json_response(servable.metadata())
+    return web.json_response(manager.status(name, version))
+
+
+async def handle_post(request, path):
+    match = _POST_RE.fullmatch(path)
+    if not match or match.group(4) not in ("predict", "classify", "regress"):
+        raise invalid(f"Malformed request: POST {path}")
+    name, version, label, verb = match.groups()
+    name, version = unquote(name), _version(version)
+    label = unquote(label) if label else None
+    body = _parse_json(await request.read())
+    if not isinstance(body, dict):
+        raise invalid(f"JSON Value: {json.dumps(body)[:200]} Is not object")
+    signature_name = body.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise invalid("'signature_name' key must be a string value.")
+    servable = request.app[MANAGER_KEY].get(name, version, label)
+    if verb != "predict":
+        _, sig = servable.signature(signature_name)
+        raise invalid(f"Expected {verb} signature method_name to be tensorflow/serving/{verb}. "
+                      f"Was: {sig.method_name}")
+    inputs, row_format = parse_predict_request(body, servable.input_dtypes(signature_name))
+    loop = asyncio.get_running_loop()
+    outputs = await loop.run_in_executor(None, servable.predict, signature_name, inputs)
+    return web.json_response(format_predict_response(outputs, row_format))
+
+
+async def handle_v1(request):
+    path = request.rel_url.raw_path
+    try:
+        if request.method == "GET":
+            return await handle_get(request, path)
+        if request.method == "POST":
+            return await handle_post(request, path)
+        raise invalid(f"Malformed request: {request.method} {path}")
+    except ServingError as err:
+        return _error(err)
+
+
+@web.middleware
+async def errors_as_json(request, handler):
+    """Turn aiohttp's own errors (body too large, ...) and surprises into JSON errors."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge as err:
+        return web.json_response({"error": f"Request body too large: {err.text}"},
+                                 status=413)
+    except web.HTTPException:
+        raise
+    except Exception as err:  # noqa: BLE001  a server must answer, never die
+        request.app.logger.exception("internal error")
+        return web.json_response({"error": f"Internal error: {type(err).__name__}: {err}"},
+                                 status=500)
+
+
+def make_app(manager, max_request_bytes=8 << 20):
+    """The aiohttp application serving ``manager``'s models."""
+    app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
+    app[MANAGER_KEY] = manager
+    app.router.add_route("*", "/v1/{tail:.*}", handle_v1)
+    return app
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="nwp-serve",
+        description="Serve SavedModels over TensorFlow Serving's REST API.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--rest_api_port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind; 0.0.0.0 exposes the server to the network")
+    p.add_argument("--model_name", default="nwp")
+    p.add_argument("--model_base_path", default="saved_models/nwp",
+                   help="folder holding numbered version folders (1/, 2/, ...)")
+    p.add_argument("--max_request_bytes", type=int, default=8 << 20,
+                   help="larger request bodies get 413")
+    return p
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    manager = ModelManager({args.model_name: os.path.abspath(args.model_base_path)})
+    try:
+        manager.load()
+    except (RuntimeError, OSError, ValueError) as err:
+        print(f"nwp-serve: error: {err}", file=sys.stderr)
+        return 2
+    status = manager.status(args.model_name)["model_version_status"][0]
+    print(f"serving model {args.model_name!r} version {status['version']} from "
+          f"{args.model_base_path} at http://{args.host}:{args.rest_api_port}/v1/models/"
+          f"{args.model_name}", flush=True)
+    web.run_app(make_app(manager, args.max_request_bytes), host=args.host,
+                port=args.rest_api_port, print=None, shutdown_timeout=10.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

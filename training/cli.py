@@ -1,0 +1,214 @@
+"""``nwp-train``: train a next-word language model with ``model.fit`` and save the run.
+
+Example::
+
+    nwp-train --corpus ptb --data-dir ../shared/data --epochs 4 --output runs/ptb
+
+The run folder gets ``model.keras``, ``vocab.txt``, ``text.json`` (what ``nwp-export``
+needs), ``history.json`` (per-epoch loss, perplexity, pre-clip gradient norm) and
+``metrics.json`` (valid and test perplexity, tokens/s, wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+from training.corpora import CORPORA, DATA_DIR_ENV, CorpusError, load_corpus
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="nwp-train",
+        description="Train a next-word language model (BPTT train_step with explicit "
+                    "global-norm clipping) and report valid and test perplexity.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--corpus", choices=CORPORA, default="default",
+                   help="'default' is the English text shipped with CPython (offline).")
+    p.add_argument("--data-dir", default=None,
+                   help=f"folder with ptb/, wikitext-2/, tinyshakespeare/ "
+                        f"(default: ${DATA_DIR_ENV}, else ~/.cache/nwp-zoo/data)")
+    p.add_argument("--no-download", action="store_true",
+                   help="fail instead of downloading a missing corpus file")
+    p.add_argument("--output", default="runs/default", help="run folder to write")
+    p.add_argument("--model", default="lstm", help="registered model name")
+    p.add_argument("--embedding-dim", type=int, default=200)
+    p.add_argument("--units", type=int, default=200)
+    p.add_argument("--num-layers", type=int, default=2)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--init-scale", type=float, default=None,
+                   help="uniform init range for all weights (Zaremba small: 0.1)")
+    p.add_argument("--max-vocab", type=int, default=None,
+                   help="keep the most frequent tokens only (raw-text corpora)")
+    p.add_argument("--min-count", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--bptt", type=int, default=35, help="time steps per training window")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--lr-decay", type=float, default=1.0,
+                   help="multiply the learning rate by this each epoch after --decay-after")
+    p.add_argument("--decay-after", type=int, default=0)
+    p.add_argument("--clipnorm", type=float, default=5.0,
+                   help="global-norm clip threshold; 0 turns clipping off")
+    p.add_argument("--loss-reduction", choices=("sum_over_time", "mean"),
+                   default="sum_over_time")
+    p.add_argument("--max-train-tokens", type=int, default=None,
+                   help="train on the first N tokens only (quick runs)")
+    p.add_argument("--time-budget-minutes", type=float, default=None,
+                   help="stop training after this many minutes (the epoch in progress ends "
+                        "early), then evaluate")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
+                   help="Keras fit verbosity: 1 progress bar, 2 one line per epoch")
+    return p
+
+
+def check_args(args):
+    """Reject bad flags before any data is read or model built (``SystemExit`` via argparse)."""
+    problems = []
+    for name in ("embedding_dim", "units", "num_layers", "epochs", "batch_size", "bptt"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0 <= args.dropout < 1:
+        problems.append("--dropout must be in [0, 1)")
+    if args.learning_rate <= 0:
+        problems.append("--learning-rate must be > 0")
+    if args.clipnorm < 0:
+        problems.append("--clipnorm must be > 0, or 0 to turn clipping off")
+    if args.max_train_tokens is not None and args.max_train_tokens < 2:
+        problems.append("--max-train-tokens must be >= 2")
+    return problems
+
+
+def time_budget_callback(minutes):
+    """A Keras callback that stops ``fit`` once ``minutes`` of training have passed."""
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.deadline = time.monotonic() + 60.0 * minutes
+
+        def on_train_batch_end(self, batch, logs=None):
+            if time.monotonic() > self.deadline:
+                self.model.stop_training = True
+
+    return TimeBudget()
+
+
+def train(args):
+    """Run one training job from parsed flags; returns the metrics dict it saved."""
+    import keras
+    import numpy as np
+
+    from training.data import window_dataset
+    from zoo import NextWordPredictor, WordVectorizer, get_model
+
+    keras.utils.set_random_seed(args.seed)
+    started = time.monotonic()
+    corpus = load_corpus(args.corpus, args.data_dir, allow_download=not args.no_download)
+    print(f"corpus: {corpus.description}", flush=True)
+    vectorizer = WordVectorizer.fit(corpus.train, corpus.standardize,
+                                    max_tokens=args.max_vocab, min_count=args.min_count)
+    streams = {split: vectorizer.encode_lines(getattr(corpus, split))
+               for split in ("train", "valid", "test")}
+    if args.max_train_tokens:
+        streams["train"] = streams["train"][: args.max_train_tokens]
+    for split, ids in streams.items():
+        if ids.size < 2:
+            raise CorpusError(f"The {split} split has {ids.size} token(s); need at least 2.")
+    print("tokens: " + ", ".join(f"{k} {v.size:,}" for k, v in streams.items())
+          + f"; vocabulary {vectorizer.vocab_size:,} ids", flush=True)
+
+    train_ds = window_dataset(streams["train"], args.bptt, args.batch_size, shuffle=True,
+                              seed=args.seed)
+    eval_batch = max(args.batch_size, 64)
+    valid_ds = window_dataset(streams["valid"], args.bptt, eval_batch)
+    test_ds = window_dataset(streams["test"], args.bptt, eval_batch)
+
+    model = get_model(
+        args.model, vectorizer.vocab_size, embedding_dim=args.embedding_dim, units=args.units,
+        num_layers=args.num_layers, dropout=args.dropout, init_scale=args.init_scale,
+        clipnorm=args.clipnorm or None, loss_reduction=args.loss_reduction)
+    if args.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(args.learning_rate)
+    else:
+        optimizer = keras.optimizers.SGD(args.learning_rate)
+    model.compile(optimizer=optimizer)
+    model.build((None, args.bptt))
+    params = model.count_params()
+    print(f"model: {args.model}, {params:,} parameters", flush=True)
+
+    os.makedirs(args.output, exist_ok=True)
+    callbacks = [keras.callbacks.BackupAndRestore(os.path.join(args.output, "backup"))]
+    if args.lr_decay != 1.0:
+        def schedule(epoch, lr):
+            return args.learning_rate * args.lr_decay ** max(0, epoch + 1 - args.decay_after)
+        callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
+    if args.time_budget_minutes:
+        callbacks.append(time_budget_callback(args.time_budget_minutes))
+    callbacks.append(keras.callbacks.TerminateOnNaN())
+
+    fit_start = time.monotonic()
+    history = model.fit(train_ds, validation_data=valid_ds, epochs=args.epochs,
+                        callbacks=callbacks, verbose=args.verbose, shuffle=False)
+    fit_seconds = time.monotonic() - fit_start
+    if any(not math.isfinite(v) for v in history.history.get("loss", [])):
+        raise FloatingPointError(
+            "The training loss became NaN or infinite; lower --learning-rate or --clipnorm.")
+    epochs_run = len(history.history.get("loss", []))
+
+    results = {}
+    for split, ds in (("valid", valid_ds), ("test", test_ds)):
+        logs = model.evaluate(ds, verbose=0, return_dict=True)
+        results[f"{split}_perplexity"] = float(logs["perplexity"])
+        results[f"{split}_loss_nats_per_token"] = float(np.log(logs["perplexity"]))
+    predictor = NextWordPredictor(vectorizer, model)
+    predictor.save(args.output)
+
+    tokens_trained = int(np.count_nonzero(streams["train"][1:])) * epochs_run
+    metrics = {
+        "corpus": args.corpus,
+        "model": args.model,
+        "parameters": params,
+        "vocab_size": vectorizer.vocab_size,
+        "epochs_run": epochs_run,
+        "train_tokens_per_second": tokens_trained / fit_seconds if epochs_run else None,
+        "fit_seconds": fit_seconds,
+        "wall_seconds": time.monotonic() - started,
+        **results,
+        "flags": vars(args),
+    }
+    with open(os.path.join(args.output, "history.json"), "w") as f:
+        json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=1)
+    with open(os.path.join(args.output, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1)
+    print(f"valid perplexity {results['valid_perplexity']:.2f} | "
+          f"test perplexity {results['test_perplexity']:.2f} | "
+          f"{metrics['train_tokens_per_second'] or 0:,.0f} train tokens/s | "
+          f"wall {metrics['wall_seconds']:.0f} s | saved {args.output}", flush=True)
+    return metrics
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problems = check_args(args)
+    if problems:
+        parser.error("; ".join(problems))
+    try:
+        train(args)
+    except (CorpusError, FloatingPointError, ValueError) as err:
+        print(f"nwp-train: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

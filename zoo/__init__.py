@@ -1,0 +1,20 @@
+"""The model zoo: recurrent cells, language models and the text front end.
+
+Keras layers and models only; imports keras and tensorflow, never ``training`` or
+``serving``.
+"""
+
+from zoo.cells import LSTMCell
+from zoo.models import LanguageModel, LSTMLanguageModel, Perplexity, get_model
+from zoo.predictor import NextWordPredictor
+from zoo.text import WordVectorizer
+
+__all__ = [
+    "LSTMCell",
+    "LanguageModel",
+    "LSTMLanguageModel",
+    "NextWordPredictor",
+    "Perplexity",
+    "WordVectorizer",
+    "get_model",
+]

@@ -1,0 +1,295 @@
+"""Language models: a base class that owns the BPTT training step, and concrete models.
+
+The base class :class:`LanguageModel` computes one cross-entropy loss per time step,
+combines them, clips the whole gradient by its global norm (Pascanu, Mikolov & Bengio
+2013, Algorithm 1) and applies it. Concrete models only define ``call``:
+``token ids (batch, time) -> logits (batch, time, vocab_size)``.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from zoo.cells import LSTMCell
+from zoo.text import PAD_ID
+
+LOSS_REDUCTIONS = ("sum_over_time", "mean")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class Perplexity(keras.metrics.Mean):
+    """Perplexity = exp(token-weighted mean cross-entropy in nats).
+
+    ``update_state(token_losses, sample_weight=mask)`` takes per-token losses ``(batch,
+    time)`` in nats and a 0/1 mask of the same shape, so padding never counts and the
+    result over an epoch is exp(total nats / total tokens), not a mean of batch values.
+    """
+
+    def __init__(self, name="perplexity", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def result(self):
+        return ops.exp(super().result())
+
+
+def sequence_cross_entropy(targets, logits, sample_weight=None):
+    """Per-step cross-entropy and the mask of steps that count.
+
+    Args:
+        targets: int ``(batch, time)`` next-token ids; id 0 is padding.
+        logits: float ``(batch, time, vocab_size)``.
+        sample_weight: optional float ``(batch, time)`` or ``(batch,)`` weights.
+
+    Returns:
+        ``(token_losses, mask)``, both float32 ``(batch, time)``; losses in nats, already
+        multiplied by the mask (0 on padding).
+    """
+    losses = ops.sparse_categorical_crossentropy(targets, ops.cast(logits, "float32"),
+                                                 from_logits=True)
+    mask = ops.cast(ops.not_equal(targets, PAD_ID), "float32")
+    if sample_weight is not None:
+        sample_weight = ops.cast(sample_weight, "float32")
+        if len(sample_weight.shape) == 1:
+            sample_weight = sample_weight[:, None]
+        mask = mask * sample_weight
+    return losses * mask, mask
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LanguageModel(keras.Model):
+    """Base next-token language model with a BPTT ``train_step`` and explicit clipping.
+
+    Subclasses implement ``call(token_ids, training=False) -> logits`` with token ids int
+    ``(batch, time)`` and logits float ``(batch, time, vocab_size)``.
+
+    The training objective, per batch of ``B`` windows of ``T`` steps with per-step losses
+    ``l_{b,t} = -log p(y_{b,t} | y_{b,<t})`` (nats) and padding mask ``m_{b,t}``:
+
+    * ``loss_reduction="sum_over_time"`` (default; Zaremba et al. 2014): ``L = (1/B)
+      sum_b sum_t m_{b,t} l_{b,t}``, the sum over time of the batch-mean loss. Gradients are
+      about ``T`` times those of the mean, so learning rates and clip thresholds from
+      papers that sum (SGD lr 1, clip 5) apply unchanged.
+    * ``loss_reduction="mean"``: ``L = sum m l / sum m``, the mean per token (Keras's
+      default reduction; PyTorch's ``word_language_model``, lr 20 and clip 0.25).
+
+    The gradient of ``L`` is clipped with ``tf.clip_by_global_norm(grads, clipnorm)`` in
+    ``train_step`` (not by the optimizer), then applied. ``fit`` reports ``loss`` (``L``,
+    epoch mean), ``perplexity`` (exp of the token-weighted mean loss per token) and
+    ``gradient_norm`` (the global norm *before* clipping, epoch mean). ``evaluate`` reports
+    ``loss`` and ``perplexity``.
+
+    Args:
+        vocab_size: number of token ids (logits' last axis), >= 2.
+        clipnorm: global-norm threshold (> 0), or None for no clipping. Default 5.0.
+        loss_reduction: ``"sum_over_time"`` or ``"mean"``.
+        **kwargs: passed to ``keras.Model``.
+
+    Raises:
+        ValueError: a bad ``vocab_size``, ``clipnorm`` or ``loss_reduction``; ``compile``
+            with an optimizer that clips too (``clipnorm``, ``global_clipnorm`` or
+            ``clipvalue`` set), which would clip twice.
+    """
+
+    def __init__(self, vocab_size, clipnorm=5.0, loss_reduction="sum_over_time", **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(vocab_size, int) or vocab_size < 2:
+            raise ValueError(f"vocab_size must be an int >= 2, got {vocab_size!r}.")
+        if clipnorm is not None and not clipnorm > 0:
+            raise ValueError(f"clipnorm must be > 0 or None (no clipping), got {clipnorm!r}.")
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(
+                f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {loss_reduction!r}."
+            )
+        self.vocab_size = vocab_size
+        self.clipnorm = None if clipnorm is None else float(clipnorm)
+        self.loss_reduction = loss_reduction
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.perplexity_tracker = Perplexity(name="perplexity")
+        self.gradient_norm_tracker = keras.metrics.Mean(name="gradient_norm")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.perplexity_tracker, self.gradient_norm_tracker]
+
+    def compile(self, optimizer="adam", **kwargs):
+        super().compile(optimizer=optimizer, **kwargs)
+        clips = {k: getattr(self.optimizer, k, None)
+                 for k in ("clipnorm", "global_clipnorm", "clipvalue")}
+        if any(v is not None for v in clips.values()):
+            raise ValueError(
+                f"The optimizer clips gradients itself ({clips}); LanguageModel clips in its "
+                "train_step (clipnorm=...). Remove clipping from the optimizer."
+            )
+
+    def compile_from_config(self, config):
+        """Re-compile after ``keras.saving.load_model`` (restores the optimizer's state)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def combine_losses(self, token_losses, mask):
+        """Combine per-step losses ``(batch, time)`` into the scalar objective ``L``."""
+        total = ops.sum(token_losses)
+        if self.loss_reduction == "mean":
+            return total / ops.maximum(ops.sum(mask), 1.0)
+        return total / ops.cast(ops.shape(token_losses)[0], "float32")
+
+    def clip_gradients(self, grads):
+        """Return ``(clipped_grads, global_norm_before_clipping)``."""
+        if self.clipnorm is None:
+            return grads, tf.linalg.global_norm(grads)
+        return tf.clip_by_global_norm(grads, self.clipnorm)
+
+    def _update_metrics(self, loss, token_losses, mask):
+        self.loss_tracker.update_state(loss)
+        self.perplexity_tracker.update_state(token_losses, sample_weight=mask)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            logits = self(x, training=True)
+            token_losses, mask = sequence_cross_entropy(y, logits, sample_weight)
+            loss = self.combine_losses(token_losses, mask)
+        variables = self.trainable_variables
+        grads = tape.gradient(loss, variables)
+        clipped, norm = self.clip_gradients(grads)
+        self.optimizer.apply(clipped, variables)
+        self._update_metrics(loss, token_losses, mask)
+        self.gradient_norm_tracker.update_state(norm)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        logits = self(x, training=False)
+        token_losses, mask = sequence_cross_entropy(y, logits, sample_weight)
+        self._update_metrics(self.combine_losses(token_losses, mask), token_losses, mask)
+        return {"loss": self.loss_tracker.result(),
+                "perplexity": self.perplexity_tracker.result()}
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "vocab_size": self.vocab_size,
+            "clipnorm": self.clipnorm,
+            "loss_reduction": self.loss_reduction,
+        }
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LSTMLanguageModel(LanguageModel):
+    """Embedding -> stacked ``RNN(zoo.LSTMCell)`` -> dense logits over the vocabulary.
+
+    Args:
+        vocab_size: number of token ids.
+        embedding_dim: size of the learned input embedding.
+        units: LSTM units per layer (the size of ``h_t`` and ``c_t``).
+        num_layers: number of stacked LSTM layers, >= 1.
+        dropout: dropout rate on the non-recurrent connections (embedding output, between
+            layers and before the softmax; Zaremba et al. 2014), 0 <= dropout < 1.
+        init_scale: if set, every weight starts uniform in ``[-init_scale, init_scale]``
+            (Zaremba et al. 2014 use 0.1 for "small"); None keeps Keras's initialisers.
+        clipnorm, loss_reduction, **kwargs: see :class:`LanguageModel`.
+
+    Call arguments:
+        token_ids: int ``(batch, time)``.
+        training: bool, enables dropout.
+
+    Returns:
+        logits float32 ``(batch, time, vocab_size)``.
+
+    Raises:
+        ValueError: bad sizes or rates; an input that is not rank 2.
+    """
+
+    def __init__(self, vocab_size, embedding_dim=200, units=200, num_layers=2, dropout=0.0,
+                 init_scale=None, clipnorm=5.0, loss_reduction="sum_over_time", **kwargs):
+        super().__init__(vocab_size, clipnorm=clipnorm, loss_reduction=loss_reduction, **kwargs)
+        for label, value in (("embedding_dim", embedding_dim), ("units", units),
+                             ("num_layers", num_layers)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be a positive int, got {value!r}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.num_layers = num_layers
+        self.dropout = float(dropout)
+        self.init_scale = init_scale
+        init = (keras.initializers.RandomUniform(-init_scale, init_scale)
+                if init_scale else None)
+
+        def initializer(default):
+            return init if init is not None else default
+
+        self.embedding = keras.layers.Embedding(
+            vocab_size, embedding_dim,
+            embeddings_initializer=initializer("uniform"), name="embedding")
+        self.rnn_layers = [
+            keras.layers.RNN(
+                LSTMCell(units, kernel_initializer=initializer("glorot_uniform"),
+                         recurrent_initializer=initializer("orthogonal"),
+                         bias_initializer=initializer("zeros"),
+                         unit_forget_bias=init is None),
+                return_sequences=True, name=f"lstm_{i}")
+            for i in range(num_layers)
+        ]
+        self.dropout_layer = keras.layers.Dropout(self.dropout)
+        self.head = keras.layers.Dense(
+            vocab_size, kernel_initializer=initializer("glorot_uniform"),
+            bias_initializer=initializer("zeros"), name="logits")
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(
+                f"{type(self).__name__} expects token ids of shape (batch, time), got shape "
+                f"{tuple(input_shape)}."
+            )
+        self.embedding.build(input_shape)
+        shape = (input_shape[0], input_shape[1], self.embedding_dim)
+        for rnn in self.rnn_layers:
+            rnn.build(shape)
+            shape = shape[:2] + (self.units,)
+        self.head.build(shape)
+
+    def call(self, token_ids, training=False):
+        if len(token_ids.shape) != 2:
+            raise ValueError(
+                f"{type(self).__name__} expects token ids of shape (batch, time), got shape "
+                f"{tuple(token_ids.shape)}."
+            )
+        x = self.dropout_layer(self.embedding(token_ids), training=training)
+        for rnn in self.rnn_layers:
+            x = self.dropout_layer(rnn(x, training=training), training=training)
+        return self.head(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            embedding_dim=self.embedding_dim,
+            units=self.units,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+            init_scale=self.init_scale,
+        )
+        return config
+
+
+MODELS = {"lstm": LSTMLanguageModel}
+
+
+def get_model(name, vocab_size, **overrides):
+    """Build a registered language model by name.
+
+    Args:
+        name: a key of :data:`MODELS` (``"lstm"``).
+        vocab_size: number of token ids.
+        **overrides: constructor arguments of that model.
+
+    Raises:
+        ValueError: unknown name, naming the known ones.
+    """
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; known models: {sorted(MODELS)}.")
+    return MODELS[name](vocab_size=vocab_size, **overrides)

@@ -1,0 +1,211 @@
+"""Word-level text front end: raw strings -> token ids -> words.
+
+One object, :class:`WordVectorizer`, owns the vocabulary and the standardisation, and the
+same TensorFlow string ops turn a training corpus into ids and a served prompt into ids,
+so training and serving can never tokenise differently.
+
+Index conventions (those of ``keras.layers.TextVectorization``): id 0 is padding ``""``,
+id 1 is the out-of-vocabulary token ``"[UNK]"``, ids 2.. are the vocabulary, most frequent
+first. An end-of-line token (``"<eos>"``, as in the Mikolov PTB setup) ends every line.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+PAD_ID = 0
+OOV_ID = 1
+EOS_TOKEN = "<eos>"
+UNK_TOKEN = "<unk>"
+
+STANDARDIZE_MODES = ("none", "lower_punct")
+
+
+def standardize_lower_punct(text):
+    """Lower-case and cut punctuation off words: ``"Hello, World!" -> "hello ,  world ! "``.
+
+    Args:
+        text: ``tf.string`` tensor of any shape.
+
+    Returns:
+        ``tf.string`` tensor of the same shape. Every character that is neither a letter, a
+        digit nor white space becomes a token of its own (Unicode-aware, RE2 ``\\pL``/``\\pN``).
+    """
+    text = tf.strings.lower(text, encoding="utf-8")
+    return tf.strings.regex_replace(text, r"([^\pL\pN\s])", r" \1 ")
+
+
+def _standardizer(mode):
+    if mode == "none":
+        return None
+    if mode == "lower_punct":
+        return standardize_lower_punct
+    raise ValueError(f"Unknown standardize mode {mode!r}; expected one of {STANDARDIZE_MODES}.")
+
+
+def tokenize(lines, standardize="none"):
+    """Split lines into tokens with the vectoriser's standardisation, in TensorFlow.
+
+    Args:
+        lines: list of ``str``.
+        standardize: ``"none"`` (split on white space only; for pre-tokenised corpora such
+            as PTB and WikiText-2) or ``"lower_punct"`` (see :func:`standardize_lower_punct`).
+
+    Returns:
+        ``tf.RaggedTensor`` of ``tf.string``, shape ``(lines, (tokens))``.
+    """
+    text = tf.constant(list(lines), dtype=tf.string)
+    fn = _standardizer(standardize)
+    if fn is not None:
+        text = fn(text)
+    return tf.strings.split(text)
+
+
+class WordVectorizer:
+    """Vocabulary plus standardisation, wrapping ``keras.layers.TextVectorization``.
+
+    Args:
+        vocabulary: list of ``str`` tokens, most frequent first, without ``""`` and
+            ``"[UNK]"`` (they are added at ids 0 and 1). Must contain ``eos_token``.
+        standardize: ``"none"`` or ``"lower_punct"`` (see :func:`tokenize`).
+        eos_token: the end-of-line token, default ``"<eos>"``.
+
+    Raises:
+        ValueError: empty vocabulary, duplicates, a missing ``eos_token`` or an unknown
+            standardize mode.
+
+    If the vocabulary has ``"<unk>"`` (PTB, WikiText-2), words unseen in training map to it,
+    so the model sees the same token it was trained on for rare words.
+    """
+
+    def __init__(self, vocabulary, standardize="none", eos_token=EOS_TOKEN):
+        vocabulary = [str(t) for t in vocabulary]
+        if not vocabulary:
+            raise ValueError("The vocabulary is empty: fit it on a corpus with some text first.")
+        if len(set(vocabulary)) != len(vocabulary):
+            raise ValueError("The vocabulary has duplicate tokens.")
+        if eos_token not in vocabulary:
+            raise ValueError(f"The vocabulary must contain the end-of-line token {eos_token!r}.")
+        _standardizer(standardize)
+        self.standardize = standardize
+        self.eos_token = eos_token
+        self.layer = keras.layers.TextVectorization(
+            standardize=_standardizer(standardize),
+            split="whitespace",
+            output_mode="int",
+            vocabulary=vocabulary,
+            name="text_vectorization",
+        )
+        self.layer.build((None,))
+        self._vocabulary = list(self.layer.get_vocabulary())
+        self.eos_id = self._vocabulary.index(eos_token)
+        self.unk_id = self._vocabulary.index(UNK_TOKEN) if UNK_TOKEN in vocabulary else OOV_ID
+
+    @property
+    def vocabulary(self):
+        """All tokens by id: ``["", "[UNK]", most frequent, ...]``."""
+        return list(self._vocabulary)
+
+    @property
+    def vocab_size(self):
+        """Number of ids, padding and OOV included (the size of the logits' last axis)."""
+        return len(self._vocabulary)
+
+    @classmethod
+    def fit(cls, lines, standardize="none", max_tokens=None, min_count=1, eos_token=EOS_TOKEN):
+        """Build a vocabulary from training lines.
+
+        Args:
+            lines: list of ``str``, the training split.
+            standardize: see :func:`tokenize`.
+            max_tokens: keep at most this many tokens (``eos_token`` always kept); None: all.
+            min_count: drop tokens seen fewer times than this.
+            eos_token: appended once per line and always in the vocabulary.
+
+        Returns:
+            A :class:`WordVectorizer`. Ties in frequency are broken alphabetically, so the
+            same lines always give the same ids.
+
+        Raises:
+            ValueError: no tokens in ``lines``.
+        """
+        tokens = tokenize(lines, standardize).flat_values.numpy()
+        if tokens.size == 0:
+            raise ValueError("Cannot fit a vocabulary: the text has no tokens.")
+        counts = collections.Counter(t.decode("utf-8") for t in tokens)
+        counts[eos_token] += len(lines)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        vocab = [t for t, c in ranked if c >= min_count or t == eos_token]
+        if max_tokens is not None and len(vocab) > max_tokens:
+            vocab = vocab[:max_tokens]
+            if eos_token not in vocab:
+                vocab[-1] = eos_token
+        return cls(vocab, standardize=standardize, eos_token=eos_token)
+
+    def encode_lines(self, lines):
+        """Turn lines into one contiguous id stream with ``<eos>`` after every line.
+
+        Args:
+            lines: list of ``str``.
+
+        Returns:
+            ``np.ndarray`` of int32, shape ``(tokens,)``.
+        """
+        ids = self.layer(tf.constant(list(lines), dtype=tf.string))
+        ragged = tf.RaggedTensor.from_tensor(ids, padding=PAD_ID) if not isinstance(
+            ids, tf.RaggedTensor) else ids
+        eos = tf.fill([ragged.nrows(), 1], tf.constant(self.eos_id, ragged.dtype))
+        stream = tf.concat([ragged, tf.RaggedTensor.from_tensor(eos)], axis=1).flat_values
+        stream = tf.where(stream == OOV_ID, tf.cast(self.unk_id, stream.dtype), stream)
+        return stream.numpy().astype(np.int32)
+
+    def prompt_ids(self, text):
+        """Ids of prompts for next-word prediction, in graph mode (used by the export).
+
+        An ``<eos>`` is put in front of every prompt, so a prompt reads as the start of a new
+        line and an empty prompt asks for the first word of a line.
+
+        Args:
+            text: ``tf.string`` tensor ``(batch,)``.
+
+        Returns:
+            ``(ids, lengths)``: ``ids`` int32 ``(batch, time)`` right-padded with 0,
+            ``lengths`` int32 ``(batch,)`` the number of real tokens (>= 1) in each row.
+        """
+        ids = tf.cast(self.layer(text), tf.int32)
+        ids = tf.where(ids == OOV_ID, tf.constant(self.unk_id, tf.int32), ids)
+        eos = tf.fill([tf.shape(ids)[0], 1], tf.constant(self.eos_id, tf.int32))
+        ids = tf.concat([eos, ids], axis=1)
+        lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1)
+        return ids, lengths
+
+    def save(self, directory):
+        """Write ``vocab.txt`` (one token per line, ids 2..) and ``text.json``."""
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(self._vocabulary[2:]) + "\n")
+        with open(os.path.join(directory, "text.json"), "w", encoding="utf-8") as f:
+            json.dump({"standardize": self.standardize, "eos_token": self.eos_token}, f)
+
+    @classmethod
+    def load(cls, directory):
+        """Read what :meth:`save` wrote. Raises ``FileNotFoundError`` naming the missing file."""
+        vocab_path = os.path.join(directory, "vocab.txt")
+        config_path = os.path.join(directory, "text.json")
+        for path in (vocab_path, config_path):
+            if not os.path.exists(path):
+                raise FileNotFoundError(
+                    f"{path} is missing: {directory} is not a training run folder "
+                    "(nwp-train --output writes one)."
+                )
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        with open(vocab_path, encoding="utf-8") as f:
+            vocab = f.read().split("\n")[:-1]
+        return cls(vocab, **config)
