@@ -57,6 +57,15 @@ def sequence_cross_entropy(targets, logits, sample_weight=None):
     return losses * mask, mask
 
 
+def _merge_duplicate_slices(grad):
+    """Sum the rows of a ``tf.IndexedSlices`` that share an index; dense tensors pass."""
+    if not isinstance(grad, tf.IndexedSlices):
+        return grad
+    indices, positions = tf.unique(grad.indices)
+    values = tf.math.unsorted_segment_sum(grad.values, positions, tf.shape(indices)[0])
+    return tf.IndexedSlices(values, indices, grad.dense_shape)
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class LanguageModel(keras.Model):
     """Base next-token language model with a BPTT ``train_step`` and explicit clipping.
@@ -137,7 +146,14 @@ class LanguageModel(keras.Model):
         return total / ops.cast(ops.shape(token_losses)[0], "float32")
 
     def clip_gradients(self, grads):
-        """Return ``(clipped_grads, global_norm_before_clipping)``."""
+        """Return ``(clipped_grads, global_norm_before_clipping)``.
+
+        Sparse gradients (``tf.IndexedSlices``, from the embedding) are first summed over
+        repeated token ids: ``tf.clip_by_global_norm`` would otherwise take the norm of the
+        un-merged slices, which is not the norm of the gradient when a token occurs twice in
+        a batch.
+        """
+        grads = [_merge_duplicate_slices(g) for g in grads]
         if self.clipnorm is None:
             return grads, tf.linalg.global_norm(grads)
         return tf.clip_by_global_norm(grads, self.clipnorm)

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real corpora folder and a tiny trained-and-exported model."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = pathlib.Path(os.environ.get("NWP_TEST_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """``../shared/data`` (the real PTB, WikiText-2 and Tiny Shakespeare files)."""
+    if not (SHARED_DATA / "ptb" / "ptb.valid.txt").exists():
+        pytest.skip(f"real corpora not found at {SHARED_DATA} (set NWP_TEST_DATA_DIR)")
+    return SHARED_DATA
+
+
+def run_cli(module, *args, timeout=600, check=True):
+    """Run ``python -m module args`` like a user would; returns the CompletedProcess."""
+    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} {args} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run folder from a few seconds of nwp-train on the embedded default corpus."""
+    out = tmp_path_factory.mktemp("run")
+    run_cli("training.cli", "--corpus", "default", "--epochs", "1", "--max-train-tokens", "6000",
+            "--embedding-dim", "16", "--units", "16", "--num-layers", "1", "--max-vocab", "400",
+            "--batch-size", "16", "--bptt", "10", "--output", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_run, tmp_path_factory):
+    """``(model_base_path, version_dir)`` of the tiny run exported with nwp-export."""
+    base = tmp_path_factory.mktemp("saved_models")
+    run_cli("serving.export", "--run", tiny_run, "--model_base_path", base, "--model_name", "nwp")
+    return base / "nwp", base / "nwp" / "1"

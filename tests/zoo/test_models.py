@@ -1,0 +1,171 @@
+"""The BPTT train_step: per-step losses, their combination, explicit global-norm clipping."""
+
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo import LSTMLanguageModel, get_model
+
+V, B, T = 11, 3, 6
+
+
+def _batch(seed=0, pad_last=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(2, V, size=(B, T)).astype("int32")
+    y = rng.integers(2, V, size=(B, T)).astype("int32")
+    if pad_last:
+        y[:, -pad_last:] = 0
+    return x, y
+
+
+def _model(clipnorm=5.0, reduction="sum_over_time", lr=0.0):
+    keras.utils.set_random_seed(7)
+    model = LSTMLanguageModel(V, embedding_dim=4, units=5, num_layers=2, clipnorm=clipnorm,
+                              loss_reduction=reduction)
+    model.compile(optimizer=keras.optimizers.SGD(lr))
+    model.build((None, T))
+    return model
+
+
+def _numpy_token_losses(logits, y):
+    logits = np.asarray(logits, "float64")
+    log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    picked = np.take_along_axis(logits, y[..., None], axis=-1)[..., 0]
+    return log_z - picked  # (batch, time), nats
+
+
+def test_loss_is_the_sum_over_time_of_per_step_losses_averaged_over_the_batch():
+    model = _model()
+    x, y = _batch()
+    per_step = _numpy_token_losses(model(x), y)
+    expected = per_step.sum(axis=1).mean()  # sum over t, mean over b, by hand
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+    assert logs["perplexity"] == pytest.approx(np.exp(per_step.mean()), rel=1e-5)
+
+
+def test_padding_targets_are_left_out_of_the_loss():
+    model = _model()
+    x, y = _batch(pad_last=2)
+    per_step = _numpy_token_losses(model(x), np.maximum(y, 0))[:, : T - 2]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["loss"] == pytest.approx(per_step.sum(axis=1).mean(), rel=1e-5)
+    assert logs["perplexity"] == pytest.approx(np.exp(per_step.mean()), rel=1e-5)
+
+
+def test_mean_reduction_is_the_token_mean():
+    model = _model(reduction="mean")
+    x, y = _batch()
+    per_step = _numpy_token_losses(model(x), y)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["loss"] == pytest.approx(per_step.mean(), rel=1e-5)
+
+
+def _independent_gradients(model, x, y):
+    """Gradient of sum_t mean_b CE, computed with Keras's own loss, not the train_step."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True)) / B
+    grads = tape.gradient(loss, model.trainable_variables)
+    return [tf.convert_to_tensor(g).numpy() for g in grads]
+
+
+@pytest.mark.parametrize("clipnorm", [0.05, 1e6])
+def test_update_is_the_gradient_clipped_by_global_norm(clipnorm):
+    lr = 1e4  # a large step keeps float32 rounding of (before - after) far below 1e-5
+    model = _model(clipnorm=clipnorm, lr=lr)
+    x, y = _batch(seed=2)
+    grads = _independent_gradients(model, x, y)
+    norm = np.sqrt(sum(np.sum(g.astype("float64") ** 2) for g in grads))
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    after = [v.numpy() for v in model.trainable_variables]
+
+    assert logs["gradient_norm"] == pytest.approx(norm, rel=1e-4)  # the unclipped norm
+    steps = [(b - a) / lr for b, a in zip(before, after)]  # SGD: the applied gradient
+    step_norm = np.sqrt(sum(np.sum(s.astype("float64") ** 2) for s in steps))
+    scale = min(1.0, clipnorm / norm)
+    assert step_norm <= clipnorm * (1 + 1e-5)
+    assert step_norm == pytest.approx(norm * scale, rel=1e-4)
+    for s, g in zip(steps, grads):
+        np.testing.assert_allclose(s, g * scale, atol=1e-6, rtol=1e-4)
+    if clipnorm < norm:
+        assert logs["gradient_norm"] > clipnorm
+
+
+def test_clipping_off_applies_the_raw_gradient():
+    model = _model(clipnorm=None, lr=1e4)
+    x, y = _batch(seed=3)
+    grads = _independent_gradients(model, x, y)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    model.train_on_batch(x, y)
+    for b, v, g in zip(before, model.trainable_variables, grads):
+        np.testing.assert_allclose((b - v.numpy()) / 1e4, g, atol=1e-6, rtol=1e-4)
+
+
+def test_optimizer_that_clips_too_is_refused():
+    model = LSTMLanguageModel(V, embedding_dim=4, units=4)
+    with pytest.raises(ValueError, match="clips"):
+        model.compile(optimizer=keras.optimizers.SGD(1.0, global_clipnorm=1.0))
+
+
+def test_fit_history_has_loss_perplexity_and_gradient_norm():
+    model = _model(lr=0.1)
+    x, y = _batch()
+    history = model.fit(x, y, epochs=2, batch_size=B, verbose=0)
+    assert {"loss", "perplexity", "gradient_norm"} <= set(history.history)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "perplexity"}
+    assert logs["perplexity"] == pytest.approx(
+        np.exp(_numpy_token_losses(model(x), y).mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"vocab_size": 1}, "vocab_size"),
+    ({"vocab_size": V, "clipnorm": 0}, "clipnorm"),
+    ({"vocab_size": V, "loss_reduction": "max"}, "loss_reduction"),
+    ({"vocab_size": V, "dropout": 1.0}, "dropout"),
+    ({"vocab_size": V, "units": 0}, "units"),
+])
+def test_bad_hyper_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LSTMLanguageModel(**kwargs)
+
+
+def test_unknown_model_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="lstm"):
+        get_model("transformerxl", 10)
+
+
+def test_wrong_input_rank():
+    model = _model()
+    with pytest.raises(ValueError, match=r"\(batch, time\)"):
+        model(np.zeros((2, 3, 4), "int32"))
+
+
+def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
+    model = _model(lr=0.1)
+    x, y = _batch()
+    model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / "lm.keras"
+    model.save(path)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "logits.npy", np.asarray(model(x)))
+    script = textwrap.dedent(f"""
+        import numpy as np, keras, zoo
+        m = keras.saving.load_model({str(path)!r}, safe_mode=True)
+        assert type(m).__name__ == "LSTMLanguageModel", type(m)
+        assert keras.saving.get_registered_name(type(m)) == "zoo>LSTMLanguageModel"
+        x = np.load({str(tmp_path / 'x.npy')!r})
+        np.testing.assert_allclose(m(x), np.load({str(tmp_path / 'logits.npy')!r}), atol=1e-6)
+        assert m.optimizer is not None and m.clipnorm == 5.0
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
