@@ -2,8 +2,11 @@
 
 import os
 import pathlib
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -46,3 +49,38 @@ def exported(tiny_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("saved_models")
     run_cli("serving.export", "--run", tiny_run, "--model_base_path", base, "--model_name", "nwp")
     return base / "nwp", base / "nwp" / "1"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(exported, tmp_path_factory):
+    """URL of nwp-serve running in its own process on the exported tiny model."""
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", "--model_name=nwp",
+         f"--model_base_path={exported[0]}", "--max_request_bytes=100000"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/v1/models/nwp", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"server exited: {log.read()[-3000:]}")
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("server did not start in 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()

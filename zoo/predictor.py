@@ -38,9 +38,9 @@ class NextWordPredictor:
         self.vectorizer = vectorizer
         self.model = model
         self._vocab = tf.constant(vectorizer.vocabulary)
-        # Padding and the OOV id are never proposed as a next word.
-        not_word = [PAD_ID] + ([OOV_ID] if vectorizer.unk_id != OOV_ID else [])
-        self._not_word = tf.constant(not_word, tf.int32)
+        # Padding and the OOV id are never proposed as a next word. (A corpus's own
+        # "<unk>" token, as in PTB, is a word of its vocabulary and can be.)
+        self._not_word = tf.constant([PAD_ID, OOV_ID], tf.int32)
 
     def next_word_distribution(self, text):
         """Probabilities of the next token after the last token of each prompt.

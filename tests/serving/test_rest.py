@@ -1,0 +1,97 @@
+"""The REST server, running as its own process, as clients see it."""
+
+import json
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+
+def call(url, path, body=None, raw=None, method=None):
+    """Return ``(status, parsed JSON or text)``."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url + path, data=data, method=method or (
+        "GET" if data is None else "POST"))
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            status, payload = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, payload = err.code, err.read()
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return status, payload.decode(errors="replace")
+
+
+PROMPTS = ["the name of the", "", "return"]
+
+
+def test_status_and_metadata(server):
+    assert call(server, "/v1/models/nwp") == (200, {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE",
+         "status": {"error_code": "OK", "error_message": ""}}]})
+    status, meta = call(server, "/v1/models/nwp/versions/1/metadata")
+    assert status == 200 and meta["model_spec"] == {"name": "nwp", "signature_name": "",
+                                                    "version": "1"}
+    sig = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert sig["inputs"]["text"]["dtype"] == "DT_STRING"
+    assert sig["outputs"]["words"]["tensor_shape"]["dim"][1]["size"] == "5"
+
+
+def test_rest_round_trip_equals_the_saved_model_in_process(server, exported):
+    direct = tf.saved_model.load(str(exported[1])).signatures["serving_default"](
+        text=tf.constant(PROMPTS))
+    for path in ("/v1/models/nwp:predict", "/v1/models/nwp/versions/1:predict"):
+        status, body = call(server, path, {"instances": PROMPTS})
+        assert status == 200, body
+        assert len(body["predictions"]) == len(PROMPTS)
+        for i, row in enumerate(body["predictions"]):
+            assert row["words"] == [w.decode() for w in direct["words"].numpy()[i]]
+            np.testing.assert_allclose(row["probabilities"], direct["probabilities"].numpy()[i],
+                                       rtol=1e-6)
+    status, body = call(server, "/v1/models/nwp:predict", {"inputs": {"text": PROMPTS}})
+    assert status == 200
+    assert body["outputs"]["words"] == [[w.decode() for w in row]
+                                        for row in direct["words"].numpy()]
+
+
+BAD = [
+    ("malformed JSON", "/v1/models/nwp:predict", b'{"instances": [', 400, "JSON Parse error"),
+    ("empty body", "/v1/models/nwp:predict", b"", 400, "The document is empty"),
+    ("missing instances", "/v1/models/nwp:predict", b'{"examples": ["a"]}', 400,
+     "Missing 'inputs' or 'instances' key"),
+    ("unknown model", "/v1/models/other:predict", b'{"instances": ["a"]}', 404,
+     "Servable not found for request: Latest(other)"),
+    ("unknown version", "/v1/models/nwp/versions/7:predict", b'{"instances": ["a"]}', 404,
+     "Specific(nwp, 7)"),
+    ("wrong dtype", "/v1/models/nwp:predict", b'{"instances": [3.5]}', 400,
+     "is not of expected type: string"),
+    ("wrong rank", "/v1/models/nwp:predict", b'{"instances": [["a"]]}', 400,
+     "must be a vector"),
+    ("not an object", "/v1/models/nwp:predict", b'["a"]', 400, "Is not object"),
+    ("unknown signature", "/v1/models/nwp:predict",
+     b'{"signature_name": "nope", "instances": ["a"]}', 400, '"nope" not found'),
+    ("bad path", "/v1/models/nwp:explain", b"{}", 400, "Malformed request"),
+    ("not UTF-8", "/v1/models/nwp:predict", b'{"instances": ["\xff"]}', 400, "JSON Parse"),
+    ("too large", "/v1/models/nwp:predict",
+     b'{"instances": ["' + b"a " * 60000 + b'"]}', 413, "too large"),
+]
+
+
+@pytest.mark.parametrize("label, path, raw, code, text", BAD, ids=[b[0] for b in BAD])
+def test_bad_requests_get_a_json_error_and_the_server_keeps_serving(server, label, path, raw,
+                                                                    code, text):
+    status, body = call(server, path, raw=raw, method="POST")
+    assert status == code, body
+    assert isinstance(body, dict) and text in body["error"], body
+    status, good = call(server, "/v1/models/nwp:predict", {"instances": ["the"]})
+    assert status == 200 and len(good["predictions"][0]["words"]) == 5
+
+
+def test_get_errors(server):
+    assert call(server, "/v1/models/nope")[0] == 404
+    assert call(server, "/v1/models")[1] == {"error": "Missing model name in request."}
+    assert call(server, "/v1/models/nwp/versions/3")[0] == 404
+    assert call(server, "/v1/models/nwp", method="DELETE")[0] == 400
