@@ -4,13 +4,15 @@ Keras layers and models only; imports keras and tensorflow, never ``training`` o
 ``serving``.
 """
 
-from zoo.cells import LSTMCell
+from zoo.cells import GRUCell, LSTMCell, RNNCell
 from zoo.models import LanguageModel, LSTMLanguageModel, Perplexity, get_model
 from zoo.predictor import NextWordPredictor
 from zoo.text import WordVectorizer
 
 __all__ = [
+    "GRUCell",
     "LSTMCell",
+    "RNNCell",
     "LanguageModel",
     "LSTMLanguageModel",
     "NextWordPredictor",

@@ -1,96 +1,178 @@
-"""zoo.LSTMCell against keras.layers.LSTMCell and against the LSTM equations in NumPy."""
+"""The zoo's cells against Keras's built-in cells and against their equations in NumPy."""
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from zoo import LSTMCell
+from zoo import GRUCell, LSTMCell, RNNCell
 
-B, T, D, U = 3, 12, 5, 7
+B, T, D, U = 3, 50, 5, 7
+
+PAIRS = {
+    "rnn_tanh": (lambda: RNNCell(U), lambda: keras.layers.SimpleRNNCell(U), 1),
+    "rnn_relu": (lambda: RNNCell(U, activation="relu"),
+                 lambda: keras.layers.SimpleRNNCell(U, activation="relu"), 1),
+    "lstm": (lambda: LSTMCell(U), lambda: keras.layers.LSTMCell(U), 2),
+    "gru": (lambda: GRUCell(U), lambda: keras.layers.GRUCell(U, reset_after=True), 1),
+}
 
 
 def _rnn(cell):
     return keras.layers.RNN(cell, return_sequences=True, return_state=True)
 
 
-def _inputs(seed=0):
+def _inputs(n_states, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(B, T, D)).astype("float32")
-    h0 = rng.normal(size=(B, U)).astype("float32")
-    c0 = rng.normal(size=(B, U)).astype("float32")
-    return x, h0, c0
+    states = [rng.normal(scale=0.5, size=(B, U)).astype("float32") for _ in range(n_states)]
+    return x, states
 
 
-def _randomize(layer, seed):
+def _randomize(layer, seed, scale=0.3):
     rng = np.random.default_rng(seed)
-    layer.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32")
+    layer.set_weights([rng.normal(scale=scale, size=w.shape).astype("float32")
                        for w in layer.get_weights()])
 
 
-@pytest.mark.parametrize("direction", ["builtin_to_zoo", "zoo_to_builtin"])
-def test_equals_keras_lstm_cell_on_identical_weights(direction):
-    x, h0, c0 = _inputs()
-    ours, theirs = _rnn(LSTMCell(U)), _rnn(keras.layers.LSTMCell(U))
-    ours(x, initial_state=[h0, c0])
-    theirs(x, initial_state=[h0, c0])
+def _pair(name, direction="builtin_to_zoo"):
+    make_ours, make_theirs, n_states = PAIRS[name]
+    x, states = _inputs(n_states)
+    ours, theirs = _rnn(make_ours()), _rnn(make_theirs())
+    ours(x, initial_state=states)
+    theirs(x, initial_state=states)
     source, target = (theirs, ours) if direction == "builtin_to_zoo" else (ours, theirs)
     _randomize(source, seed=1)
     target.set_weights(source.get_weights())
-    assert [w.shape for w in ours.get_weights()] == [(D, 4 * U), (U, 4 * U), (4 * U,)]
+    return ours, theirs, x, states
 
-    seq_a, h_a, c_a = ours(x, initial_state=[h0, c0])
-    seq_b, h_b, c_b = theirs(x, initial_state=[h0, c0])
-    np.testing.assert_allclose(seq_a, seq_b, atol=1e-5)
-    np.testing.assert_allclose(h_a, h_b, atol=1e-5)
-    np.testing.assert_allclose(c_a, c_b, atol=1e-5)
-    assert np.abs(np.asarray(seq_a)).max() > 1e-2  # not trivially zero
+
+@pytest.mark.parametrize("direction", ["builtin_to_zoo", "zoo_to_builtin"])
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_equals_the_keras_cell_on_identical_weights(name, direction):
+    ours, theirs, x, states = _pair(name, direction)
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]
+    out_a = ours(x, initial_state=states)
+    out_b = theirs(x, initial_state=states)
+    for a, b in zip(out_a, out_b):  # per-step outputs, then every final state
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.abs(np.asarray(out_a[0])).max() > 1e-2  # not trivially zero
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_equals_the_keras_cell_with_a_right_padded_mask(name):
+    ours, theirs, x, states = _pair(name)
+    mask = np.ones((B, T), bool)
+    mask[0, 30:] = False
+    mask[1, 45:] = False
+    out_a = ours(x, initial_state=states, mask=mask)
+    out_b = theirs(x, initial_state=states, mask=mask)
+    for a, b in zip(out_a, out_b):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # The state is held on masked steps: row 0's final h is its output at step 29.
+    np.testing.assert_allclose(out_a[1][0], out_a[0][0, 29], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_gradients_equal_the_keras_cell(name):
+    ours, theirs, x, states = _pair(name)
+    x = tf.constant(x)
+    rng = np.random.default_rng(5)
+    targets = tf.constant(rng.normal(size=(B, T, U)).astype("float32"))
+
+    def grads(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            seq = layer(x, initial_state=states)[0]
+            loss = tf.reduce_sum(tf.reduce_mean((seq - targets) ** 2, axis=[0, 2]))  # sum_t
+        return tape.gradient(loss, [x] + [w.value for w in layer.trainable_weights])
+
+    for a, b in zip(grads(ours), grads(theirs)):
+        np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def test_matches_numpy_equations():
-    x, h, c = _inputs(seed=3)
-    layer = _rnn(LSTMCell(U))
-    layer(x, initial_state=[h, c])
-    _randomize(layer, seed=4)
-    W, R, b = (w.astype("float64") for w in layer.get_weights())
-    seq, h_out, c_out = layer(x, initial_state=[h, c])
-    h, c = h.astype("float64"), c.astype("float64")
-    for t in range(T):
-        z = x[:, t] @ W + h @ R + b
-        i, f, g, o = (z[:, k * U:(k + 1) * U] for k in range(4))
-        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        h = _sigmoid(o) * np.tanh(c)
-        np.testing.assert_allclose(seq[:, t], h, atol=1e-5)
-    np.testing.assert_allclose(h_out, h, atol=1e-5)
-    np.testing.assert_allclose(c_out, c, atol=1e-5)
+def _numpy_run(name, weights, x, states, steps):
+    """The seed's equations, step by step, in float64 NumPy (no Keras)."""
+    W, R, b = (w.astype("float64") for w in weights)
+    h = states[0].astype("float64")
+    c = states[1].astype("float64") if name == "lstm" else None
+    outs = []
+    for t in range(steps):
+        xt = x[:, t].astype("float64")
+        if name.startswith("rnn"):
+            pre = xt @ W + h @ R + b
+            h = np.tanh(pre) if name == "rnn_tanh" else np.maximum(pre, 0)
+        elif name == "lstm":
+            z = xt @ W + h @ R + b
+            i, f, g, o = np.split(z, 4, axis=-1)
+            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+            h = _sigmoid(o) * np.tanh(c)
+        else:  # GRU, reset after the recurrent product
+            xz, xr, xh = np.split(xt @ W + b[0], 3, axis=-1)
+            uz, ur, uh = np.split(h @ R + b[1], 3, axis=-1)
+            z, r = _sigmoid(xz + uz), _sigmoid(xr + ur)
+            h = z * h + (1 - z) * np.tanh(xh + r * uh)
+        outs.append(h)
+    return np.stack(outs, axis=1)
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_matches_numpy_equations(name):
+    make_ours, _, n_states = PAIRS[name]
+    x, states = _inputs(n_states, seed=3)
+    layer = _rnn(make_ours())
+    layer(x[:, :6], initial_state=states)
+    _randomize(layer, seed=4, scale=0.5)
+    seq = layer(x[:, :6], initial_state=states)[0]
+    np.testing.assert_allclose(seq, _numpy_run(name, layer.get_weights(), x, states, 6),
+                               atol=1e-5)
+
+
+def test_irnn_with_zero_input_keeps_its_state():
+    """ReLU, W_hh = I, zero bias and x = 0: h_t = h_0 for every t (Le et al. 2015)."""
+    layer = _rnn(RNNCell(U, activation="relu", recurrent_initializer="identity"))
+    h0 = np.abs(np.random.default_rng(0).normal(size=(B, U))).astype("float32")
+    seq, h_last = layer(np.zeros((B, T, D), "float32"), initial_state=[h0])
+    np.testing.assert_array_equal(np.asarray(seq), np.repeat(h0[:, None], T, axis=1))
+    np.testing.assert_array_equal(np.asarray(h_last), h0)
 
 
 def test_forget_gate_bias_starts_at_one():
     cell = LSTMCell(4)
     cell.build((None, 3))
-    expected = np.concatenate([np.zeros(4), np.ones(4), np.zeros(8)])
-    np.testing.assert_array_equal(cell.bias.numpy(), expected)
+    np.testing.assert_array_equal(cell.bias.numpy(),
+                                  np.concatenate([np.zeros(4), np.ones(4), np.zeros(8)]))
     plain = LSTMCell(4, unit_forget_bias=False)
     plain.build((None, 3))
     np.testing.assert_array_equal(plain.bias.numpy(), np.zeros(16))
 
 
-def test_config_round_trip_keeps_every_argument():
-    cell = LSTMCell(6, kernel_initializer="zeros", recurrent_initializer="identity",
-                    bias_initializer="ones", unit_forget_bias=False, name="c")
-    clone = LSTMCell.from_config(cell.get_config())
-    for key in ("units", "unit_forget_bias", "name"):
-        assert getattr(clone, key) == getattr(cell, key)
+@pytest.mark.parametrize("cls", [RNNCell, LSTMCell, GRUCell])
+def test_config_round_trip_keeps_every_argument(cls):
+    kwargs = dict(kernel_initializer="zeros", recurrent_initializer="identity",
+                  bias_initializer="ones", dropout=0.25, recurrent_dropout=0.5, seed=3,
+                  name="c")
+    if cls is LSTMCell:
+        kwargs["unit_forget_bias"] = False
+    if cls is RNNCell:
+        kwargs["activation"] = "relu"
+    cell = cls(6, **kwargs)
+    clone = cls.from_config(cell.get_config())
     assert clone.get_config() == cell.get_config()
+    for key in ("dropout", "recurrent_dropout", "seed", "name"):
+        assert getattr(clone, key) == kwargs[key]
 
 
-def test_initial_state_is_zeros_of_the_right_shape():
-    h, c = LSTMCell(5).get_initial_state(batch_size=3)
-    assert h.shape == (3, 5) and c.shape == (3, 5)
-    assert not np.any(np.asarray(h)) and not np.any(np.asarray(c))
+@pytest.mark.parametrize("cls, n", [(RNNCell, 1), (LSTMCell, 2), (GRUCell, 1)])
+def test_initial_state_is_zeros_of_the_right_shape(cls, n):
+    states = cls(5).get_initial_state(batch_size=3)
+    assert len(states) == n
+    for s in states:
+        assert s.shape == (3, 5) and not np.any(np.asarray(s))
 
 
 @pytest.mark.parametrize("units", [0, -3, 2.5, None])
@@ -99,7 +181,21 @@ def test_bad_units(units):
         LSTMCell(units)
 
 
+@pytest.mark.parametrize("rate", [-0.1, 1.0])
+def test_bad_dropout_rates(rate):
+    with pytest.raises(ValueError, match="dropout"):
+        GRUCell(4, dropout=rate)
+    with pytest.raises(ValueError, match="recurrent_dropout"):
+        RNNCell(4, recurrent_dropout=rate)
+
+
 def test_wrong_input_rank_names_the_expected_shape():
     cell = LSTMCell(4)
     with pytest.raises(ValueError, match=r"\(batch, features\)"):
         cell(np.zeros((2, 3, 5), "float32"), [np.zeros((2, 4), "float32")] * 2)
+
+
+def test_wrong_state_shape_names_the_expected_shape():
+    cell = GRUCell(4)
+    with pytest.raises(ValueError, match=r"\(batch, 4\)"):
+        cell(np.zeros((2, 5), "float32"), [np.zeros((2, 3), "float32")])
