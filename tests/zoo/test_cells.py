@@ -199,3 +199,76 @@ def test_wrong_state_shape_names_the_expected_shape():
     cell = GRUCell(4)
     with pytest.raises(ValueError, match=r"\(batch, 4\)"):
         cell(np.zeros((2, 5), "float32"), [np.zeros((2, 3), "float32")])
+
+
+def test_input_dropout_is_identity_at_inference_and_one_mask_across_time():
+    cell = RNNCell(D, activation="linear", kernel_initializer="identity",
+                   recurrent_initializer="zeros", dropout=0.5, seed=1)
+    layer = keras.layers.RNN(cell, return_sequences=True)
+    x = np.ones((B, T, D), "float32")
+    np.testing.assert_array_equal(layer(x, training=False), x)
+    seq = np.asarray(layer(x, training=True))
+    assert set(np.unique(seq)) <= {0.0, 2.0} and 0 < np.count_nonzero(seq) < seq.size
+    np.testing.assert_array_equal(seq, np.repeat(seq[:, :1], T, axis=1))  # same at every t
+    assert not np.array_equal(seq, np.asarray(layer(x, training=True)))  # new per sequence
+
+
+def test_recurrent_dropout_uses_one_mask_across_time():
+    cell = RNNCell(U, activation="linear", kernel_initializer="zeros",
+                   recurrent_initializer="identity", recurrent_dropout=0.5, seed=2)
+    layer = keras.layers.RNN(cell, return_sequences=True)
+    h0 = np.ones((B, U), "float32")
+    x = np.zeros((B, 6, D), "float32")
+    np.testing.assert_array_equal(layer(x, initial_state=[h0], training=False),
+                                  np.ones((B, 6, U)))
+    seq = np.asarray(layer(x, initial_state=[h0], training=True))
+    alive = seq[:, 0] != 0
+    for t in range(6):  # h_t = (h_{t-1} * m) @ I with the same m: 2**(t+1) where m kept
+        np.testing.assert_array_equal(seq[:, t] != 0, alive)
+        np.testing.assert_allclose(seq[:, t][alive], 2.0 ** (t + 1))
+
+
+@pytest.mark.parametrize("cls", [RNNCell, LSTMCell, GRUCell])
+def test_stateful_chunks_equal_one_pass_and_reset_gives_zeros(cls):
+    x = np.random.default_rng(0).normal(size=(B, 20, D)).astype("float32")
+    whole = keras.layers.RNN(cls(U, seed=0), return_sequences=True)
+    stateful = keras.layers.RNN(cls(U, seed=0), return_sequences=True, stateful=True)
+    whole(x)
+    stateful(x[:, :1])
+    stateful.reset_state()
+    stateful.set_weights(whole.get_weights())
+    chunks = np.concatenate([stateful(x[:, :12]), stateful(x[:, 12:])], axis=1)
+    np.testing.assert_allclose(chunks, whole(x), atol=1e-6)
+    stateful.reset_state()
+    for state in stateful.states:  # the documented initial state: zeros
+        assert not np.any(np.asarray(state))
+    np.testing.assert_allclose(stateful(x[:, :12]), np.asarray(whole(x))[:, :12], atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [RNNCell, LSTMCell, GRUCell])
+def test_works_in_stacked_cells_and_bidirectional(cls):
+    x = np.random.default_rng(1).normal(size=(B, 9, D)).astype("float32")
+    stacked = keras.layers.RNN([cls(U), cls(4)], return_sequences=True)
+    assert stacked(x).shape == (B, 9, 4)
+    bi = keras.layers.Bidirectional(keras.layers.RNN(cls(U), return_sequences=True))
+    out = np.asarray(bi(x))
+    assert out.shape == (B, 9, 2 * U)
+    forward = keras.layers.RNN(cls(U), return_sequences=True)
+    forward(x)
+    forward.set_weights(bi.forward_layer.get_weights())
+    np.testing.assert_allclose(out[..., :U], forward(x), atol=1e-6)
+    backward = keras.layers.RNN(cls(U), return_sequences=True, go_backwards=True)
+    backward(x)
+    backward.set_weights(bi.backward_layer.get_weights())
+    np.testing.assert_allclose(out[..., U:], np.asarray(backward(x))[:, ::-1], atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [RNNCell, LSTMCell, GRUCell])
+def test_unroll_equals_the_loop(cls):
+    x = np.random.default_rng(2).normal(size=(B, 8, D)).astype("float32")
+    loop = keras.layers.RNN(cls(U), return_sequences=True)
+    unrolled = keras.layers.RNN(cls(U), return_sequences=True, unroll=True)
+    loop(x)
+    unrolled(x)
+    unrolled.set_weights(loop.get_weights())
+    np.testing.assert_allclose(unrolled(x), loop(x), atol=1e-6)
