@@ -4,12 +4,16 @@ Keras layers and models only; imports keras and tensorflow, never ``training`` o
 ``serving``.
 """
 
+from zoo.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention
 from zoo.cells import GRUCell, LSTMCell, RNNCell
 from zoo.models import LanguageModel, LSTMLanguageModel, Perplexity, get_model
 from zoo.predictor import NextWordPredictor
 from zoo.text import WordVectorizer
 
 __all__ = [
+    "AdditiveAttention",
+    "DotProductAttention",
+    "MultiHeadAttention",
     "GRUCell",
     "LSTMCell",
     "RNNCell",
