@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import quote
 
 
 class ClientError(RuntimeError):
@@ -45,7 +46,7 @@ def wait_until_available(base_url, model_name, timeout_s):
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            status = _request(f"{base_url}/v1/models/{model_name}", timeout=5.0)
+            status = _request(f"{base_url}/v1/models/{quote(model_name, safe='')}", timeout=5.0)
             if any(v.get("state") == "AVAILABLE" for v in status["model_version_status"]):
                 return status
         except ClientError:
@@ -72,7 +73,8 @@ def predict_next_words(base_url, model_name, prompts, version=None):
     Raises:
         ClientError: transport or server error, with the server's message.
     """
-    path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version else "")
+    path = f"/v1/models/{quote(model_name, safe='')}" + (
+        f"/versions/{version}" if version is not None else "")
     return _request(f"{base_url}{path}:predict", {"instances": list(prompts)})["predictions"]
 
 
@@ -100,7 +102,7 @@ def main(argv=None):
         print(f"nwp-client: error: {err}", file=sys.stderr)
         return 1
     for prompt, pred in zip(args.prompts, predictions):
-        ranked = ", ".join(f"{w} ({p:.3f})" for w, p in zip(pred["words"],
+        ranked = ", ".join(f"{w} ({p:.4f})" for w, p in zip(pred["words"],
                                                               pred["probabilities"]))
         print(f"{prompt!r} -> {ranked}")
     return 0

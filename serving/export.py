@@ -39,7 +39,8 @@ def version_dirs(model_dir):
     return found
 
 
-def export_saved_model(predictor, model_base_path, model_name, version=None, top_k=5):
+def export_saved_model(predictor, model_base_path, model_name, version=None, top_k=5,
+                       max_prompt_tokens=256):
     """Export a :class:`zoo.NextWordPredictor` as ``<base>/<name>/<version>/``.
 
     Args:
@@ -48,6 +49,8 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
         model_name: the model's name in the server (``[A-Za-z0-9_.-]+``).
         version: a positive int; None: one more than the highest version present.
         top_k: number of next words the signature returns, 1 <= top_k <= vocab_size - 2.
+        max_prompt_tokens: the model reads only the last this many tokens of a prompt
+            (``<eos>`` included), which bounds time and memory per request; >= 1.
 
     Returns:
         The path of the new version folder.
@@ -59,7 +62,8 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
     import keras
     import tensorflow as tf
 
-    if not model_name or not all(c.isalnum() or c in "_.-" for c in model_name):
+    if (not model_name or set(model_name) == {"."}
+            or not all(c.isalnum() or c in "_.-" for c in model_name)):
         raise ValueError(f"model_name must be letters, digits, '_', '.', '-'; got {model_name!r}.")
     if not 1 <= top_k <= predictor.vectorizer.vocab_size - 2:
         raise ValueError(
@@ -70,6 +74,8 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
         version = max(version_dirs(model_dir), default=0) + 1
     if not isinstance(version, int) or version < 1:
         raise ValueError(f"version must be a positive int, got {version!r}.")
+    if not isinstance(max_prompt_tokens, int) or max_prompt_tokens < 1:
+        raise ValueError(f"max_prompt_tokens must be a positive int, got {max_prompt_tokens!r}.")
     target = os.path.join(model_dir, str(version))
     if os.path.exists(target):
         raise FileExistsError(f"{target} exists; versions are never overwritten.")
@@ -78,7 +84,7 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
     shutil.rmtree(tmp, ignore_errors=True)
 
     def serve(text):
-        return predictor.top_k(text, k=top_k)
+        return predictor.top_k(text, k=top_k, max_prompt_tokens=max_prompt_tokens)
 
     archive = keras.export.ExportArchive()
     archive.track(predictor.model)
@@ -108,6 +114,8 @@ def build_parser():
     p.add_argument("--version", type=int, default=None,
                    help="version number (default: highest present + 1)")
     p.add_argument("--top_k", type=int, default=5, help="next words returned per prompt")
+    p.add_argument("--max_prompt_tokens", type=int, default=256,
+                   help="the model reads only the last N tokens of each prompt")
     return p
 
 
@@ -118,8 +126,16 @@ def main(argv=None):
 
     try:
         predictor = NextWordPredictor.load(args.run)
+    except FileNotFoundError as err:
+        print(f"nwp-export: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001  a corrupt model.keras: say so, no traceback
+        print(f"nwp-export: error: cannot load the run in {args.run} (is model.keras complete?): "
+              f"{type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+    try:
         path = export_saved_model(predictor, args.model_base_path, args.model_name,
-                                  args.version, args.top_k)
+                                  args.version, args.top_k, args.max_prompt_tokens)
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"nwp-export: error: {err}", file=sys.stderr)
         return 2

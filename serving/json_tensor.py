@@ -20,7 +20,7 @@ import numpy as np
 
 from serving.errors import ServingError, invalid
 
-MAX_RANK = 32
+MAX_RANK = 16  # TensorFlow crashes on string tensors of rank > 32; no signature needs 16
 _INT_RANGES = {"int8": 32, "int16": 32, "uint8": 32, "int32": 32, "int64": 64}
 
 
@@ -54,7 +54,11 @@ def _leaf(value, dtype):
     name = dtype.name
     if name == "string":
         if isinstance(value, str):
-            return value.encode("utf-8", errors="surrogatepass")
+            try:
+                return value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise invalid(f"JSON Value: {json.dumps(value)} is not valid UTF-8 (a lone "
+                              "surrogate escape)") from None
         if _is_b64(value) and isinstance(value["b64"], str):
             try:
                 return base64.b64decode(value["b64"], validate=True)
@@ -68,7 +72,10 @@ def _leaf(value, dtype):
     if name in ("float32", "float64"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(value, "float" if name == "float32" else "double")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise invalid(f"JSON Value: {value} is too large for {name}") from None
     if name in _INT_RANGES or name in ("uint32", "uint64"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise _type_error(value, name)
@@ -139,6 +146,8 @@ def value_to_array(value, dtype):
 
 def _stack_instances(elements, dtype):
     arrays = [value_to_array(e, dtype) for e in elements]
+    if arrays[0].ndim >= MAX_RANK:
+        raise invalid(f"JSON value nests lists deeper than rank {MAX_RANK}.")
     first = arrays[0]
     for i, a in enumerate(arrays[1:], start=1):
         if a.size != first.size:

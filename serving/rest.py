@@ -41,6 +41,7 @@ _GET_RE = re.compile(
     re.IGNORECASE)
 
 MANAGER_KEY = web.AppKey("manager", ModelManager)
+LIMIT_KEY = web.AppKey("max_batch_size_per_request", int)
 _INT64_MAX = 2 ** 63 - 1
 
 
@@ -57,18 +58,37 @@ def _version(text):
     return value
 
 
+def _first_key_wins(pairs):
+    """rapidjson's ``FindMember`` returns the first of duplicate keys; so do we."""
+    obj = {}
+    for key, value in pairs:
+        obj.setdefault(key, value)
+    return obj
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_first_key_wins)
+
+
 def _parse_json(raw):
-    """Parse a request body like TF Serving (rapidjson): errors are 400 ``JSON Parse error``."""
+    """Parse a request body like TF Serving (rapidjson with kParseStopWhenDoneFlag).
+
+    Errors are 400 ``JSON Parse error: ...``; text after the first complete JSON value is
+    ignored, as TF Serving ignores it; of duplicate keys the first wins.
+    """
     if not raw.strip():
         raise invalid("JSON Parse error: The document is empty")
     try:
-        return json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        start = len(text) - len(text.lstrip())
+        return _DECODER.raw_decode(text, start)[0]
     except UnicodeDecodeError as err:
         raise invalid(f"JSON Parse error: Invalid encoding in string. ({err.reason})") from None
     except json.JSONDecodeError as err:
         raise invalid(f"JSON Parse error: {err.msg} at offset: {err.pos}") from None
     except RecursionError:
         raise invalid("JSON Parse error: nesting too deep") from None
+    except ValueError as err:  # e.g. an integer literal of more than 4300 digits
+        raise invalid(f"JSON Parse error: {err}") from None
 
 
 async def handle_get(request, path):
@@ -106,6 +126,12 @@ async def handle_post(request, path):
         raise invalid(f"Expected {verb} signature method_name to be tensorflow/serving/{verb}. "
                       f"Was: {sig.method_name}")
     inputs, row_format = parse_predict_request(body, servable.input_dtypes(signature_name))
+    limit = request.app[LIMIT_KEY]
+    for alias, array in inputs.items():
+        if array.ndim and array.shape[0] > limit:
+            raise invalid(f"Input {alias} has {array.shape[0]} rows; this server takes at most "
+                          f"{limit} per request (--max_batch_size_per_request). Split the "
+                          "request.")
     loop = asyncio.get_running_loop()
     outputs = await loop.run_in_executor(None, servable.predict, signature_name, inputs)
     return web.json_response(format_predict_response(outputs, row_format))
@@ -113,6 +139,8 @@ async def handle_post(request, path):
 
 async def handle_v1(request):
     path = request.rel_url.raw_path
+    if not path.lower().startswith("/v1/"):
+        raise web.HTTPNotFound()  # TF Serving's HTTP layer: only (?i)/v1/.* reaches the API
     try:
         if request.method == "GET":
             return await handle_get(request, path)
@@ -139,11 +167,12 @@ async def errors_as_json(request, handler):
                                  status=500)
 
 
-def make_app(manager, max_request_bytes=8 << 20):
+def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024):
     """The aiohttp application serving ``manager``'s models."""
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
     app[MANAGER_KEY] = manager
-    app.router.add_route("*", "/v1/{tail:.*}", handle_v1)
+    app[LIMIT_KEY] = max_batch_size_per_request
+    app.router.add_route("*", "/{tail:.*}", handle_v1)
     return app
 
 
@@ -160,24 +189,37 @@ def build_parser():
                    help="folder holding numbered version folders (1/, 2/, ...)")
     p.add_argument("--max_request_bytes", type=int, default=8 << 20,
                    help="larger request bodies get 413")
+    p.add_argument("--max_batch_size_per_request", type=int, default=1024,
+                   help="requests with more rows (prompts) get 400; bounds memory per request")
     return p
 
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0 <= args.rest_api_port <= 65535:
+        parser.error(f"--rest_api_port must be in 0..65535, got {args.rest_api_port}")
+    if args.max_batch_size_per_request < 1 or args.max_request_bytes < 1:
+        parser.error("--max_batch_size_per_request and --max_request_bytes must be >= 1")
     manager = ModelManager({args.model_name: os.path.abspath(args.model_base_path)})
     try:
         manager.load()
-    except (RuntimeError, OSError, ValueError) as err:
-        print(f"nwp-serve: error: {err}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001  any load failure: say what and where, exit 2
+        print(f"nwp-serve: error: cannot load model {args.model_name!r} from "
+              f"{args.model_base_path}: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
     status = manager.status(args.model_name)["model_version_status"][0]
     print(f"serving model {args.model_name!r} version {status['version']} from "
           f"{args.model_base_path} at http://{args.host}:{args.rest_api_port}/v1/models/"
           f"{args.model_name}", flush=True)
-    web.run_app(make_app(manager, args.max_request_bytes), host=args.host,
-                port=args.rest_api_port, print=None, shutdown_timeout=10.0)
+    try:
+        web.run_app(make_app(manager, args.max_request_bytes, args.max_batch_size_per_request),
+                    host=args.host, port=args.rest_api_port, print=None, shutdown_timeout=10.0)
+    except OSError as err:
+        print(f"nwp-serve: error: cannot listen on {args.host}:{args.rest_api_port}: {err}",
+              file=sys.stderr)
+        return 2
     return 0
 
 

@@ -64,7 +64,8 @@ def server(exported, tmp_path_factory):
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", "--model_name=nwp",
-         f"--model_base_path={exported[0]}", "--max_request_bytes=100000"],
+         f"--model_base_path={exported[0]}", "--max_request_bytes=100000",
+         "--max_batch_size_per_request=1000"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

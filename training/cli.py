@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -63,6 +64,9 @@ def build_parser():
     p.add_argument("--time-budget-minutes", type=float, default=None,
                    help="stop training after this many minutes (the epoch in progress ends "
                         "early), then evaluate")
+    p.add_argument("--fresh", action="store_true",
+                   help="ignore and delete the backup of an interrupted run in --output/backup "
+                        "instead of resuming from it")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
                    help="Keras fit verbosity: 1 progress bar, 2 one line per epoch")
@@ -86,19 +90,23 @@ def check_args(args):
     return problems
 
 
-def time_budget_callback(minutes):
-    """A Keras callback that stops ``fit`` once ``minutes`` of training have passed."""
+def progress_callback(minutes):
+    """A Keras callback that counts training batches and stops ``fit`` after ``minutes``
+    (None: no limit)."""
     import keras
 
-    class TimeBudget(keras.callbacks.Callback):
+    class Progress(keras.callbacks.Callback):
+        batches = 0
+
         def on_train_begin(self, logs=None):
-            self.deadline = time.monotonic() + 60.0 * minutes
+            self.deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
 
         def on_train_batch_end(self, batch, logs=None):
-            if time.monotonic() > self.deadline:
+            self.batches += 1
+            if self.deadline is not None and time.monotonic() > self.deadline:
                 self.model.stop_training = True
 
-    return TimeBudget()
+    return Progress()
 
 
 def train(args):
@@ -145,22 +153,32 @@ def train(args):
     print(f"model: {args.model}, {params:,} parameters", flush=True)
 
     os.makedirs(args.output, exist_ok=True)
-    callbacks = [keras.callbacks.BackupAndRestore(os.path.join(args.output, "backup"))]
+    backup_dir = os.path.join(args.output, "backup")
+    if args.fresh:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    elif os.path.isdir(backup_dir):  # written by BackupAndRestore at each epoch end
+        print(f"resuming the interrupted run from {backup_dir} (--fresh starts over)", flush=True)
+    progress = progress_callback(args.time_budget_minutes)
+    callbacks = [keras.callbacks.BackupAndRestore(backup_dir), progress]
     if args.lr_decay != 1.0:
         def schedule(epoch, lr):
             return args.learning_rate * args.lr_decay ** max(0, epoch + 1 - args.decay_after)
         callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
-    if args.time_budget_minutes:
-        callbacks.append(time_budget_callback(args.time_budget_minutes))
     callbacks.append(keras.callbacks.TerminateOnNaN())
 
+    resuming = os.path.isdir(backup_dir)
     fit_start = time.monotonic()
-    history = model.fit(train_ds, validation_data=valid_ds, epochs=args.epochs,
-                        callbacks=callbacks, verbose=args.verbose, shuffle=False)
+    try:
+        history = model.fit(train_ds, validation_data=valid_ds, epochs=args.epochs,
+                            callbacks=callbacks, verbose=args.verbose, shuffle=False)
+    except (ValueError, OSError) as err:
+        if not resuming:
+            raise
+        raise ValueError(
+            f"Could not resume from the backup in {backup_dir} ({err}). It was written by a "
+            "run with other flags or cut off while being written: rerun with --fresh to "
+            "start over.") from None
     fit_seconds = time.monotonic() - fit_start
-    if any(not math.isfinite(v) for v in history.history.get("loss", [])):
-        raise FloatingPointError(
-            "The training loss became NaN or infinite; lower --learning-rate or --clipnorm.")
     epochs_run = len(history.history.get("loss", []))
 
     results = {}
@@ -168,24 +186,29 @@ def train(args):
         logs = model.evaluate(ds, verbose=0, return_dict=True)
         results[f"{split}_perplexity"] = float(logs["perplexity"])
         results[f"{split}_loss_nats_per_token"] = float(np.log(logs["perplexity"]))
+    if not all(math.isfinite(v) for v in results.values()):
+        raise FloatingPointError(
+            f"Training diverged (valid perplexity {results['valid_perplexity']}); nothing was "
+            "saved. Lower --learning-rate or use --clipnorm.")
     predictor = NextWordPredictor(vectorizer, model)
     predictor.save(args.output)
 
-    tokens_trained = int(np.count_nonzero(streams["train"][1:])) * epochs_run
+    tokens_trained = progress.batches * args.batch_size * args.bptt  # whole windows
     metrics = {
         "corpus": args.corpus,
         "model": args.model,
         "parameters": params,
         "vocab_size": vectorizer.vocab_size,
         "epochs_run": epochs_run,
-        "train_tokens_per_second": tokens_trained / fit_seconds if epochs_run else None,
+        "train_tokens_per_second": tokens_trained / fit_seconds if tokens_trained else None,
         "fit_seconds": fit_seconds,
         "wall_seconds": time.monotonic() - started,
         **results,
         "flags": vars(args),
     }
     with open(os.path.join(args.output, "history.json"), "w") as f:
-        json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=1)
+        json.dump({k: [float(x) if math.isfinite(x) else None for x in v]
+                   for k, v in history.history.items()}, f, indent=1)
     with open(os.path.join(args.output, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     print(f"valid perplexity {results['valid_perplexity']:.2f} | "
@@ -204,7 +227,7 @@ def main(argv=None):
         parser.error("; ".join(problems))
     try:
         train(args)
-    except (CorpusError, FloatingPointError, ValueError) as err:
+    except (CorpusError, FloatingPointError, ValueError, OSError) as err:
         print(f"nwp-train: error: {err}", file=sys.stderr)
         return 2
     return 0

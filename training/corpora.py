@@ -144,8 +144,11 @@ def _read_lines(remote, data_dir, allow_download):
                 f"holding {remote.relpath}, or allow the download from {remote.url}."
             )
         download(remote, path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{path} is not UTF-8 text ({err}); is it the right file?") from None
     if lines and lines[-1] == "":
         lines.pop()
     if not any(line.strip() for line in lines):

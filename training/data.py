@@ -23,7 +23,7 @@ def make_windows(ids, bptt):
         ``(inputs, targets)``, int32 arrays ``(windows, bptt)``.
 
     Raises:
-        ValueError: fewer than 2 tokens, or ``bptt < 1``.
+        ValueError: ``bptt < 1``, or fewer than ``bptt + 1`` tokens.
     """
     ids = np.asarray(ids, dtype=np.int32)
     if bptt < 1:
@@ -33,6 +33,10 @@ def make_windows(ids, bptt):
             f"Need a 1-D stream of at least 2 tokens to make (input, target) pairs, got "
             f"shape {ids.shape}."
         )
+    if ids.size - 1 < bptt:
+        raise ValueError(
+            f"The text has {ids.size} tokens, shorter than one window of bptt={bptt} steps "
+            "plus one target; use a longer text or a smaller --bptt.")
     inputs, targets = ids[:-1], ids[1:]
     windows = -(-inputs.size // bptt)
     pad = windows * bptt - inputs.size

@@ -138,6 +138,15 @@ class LanguageModel(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def next_token_logits(self, token_ids, lengths):
+        """Logits ``(batch, vocab_size)`` after token ``lengths[b] - 1`` of each row.
+
+        Args:
+            token_ids: int ``(batch, time)``, right-padded.
+            lengths: int ``(batch,)``, >= 1.
+        """
+        return tf.gather(self(token_ids, training=False), lengths - 1, batch_dims=1)
+
     def combine_losses(self, token_losses, mask):
         """Combine per-step losses ``(batch, time)`` into the scalar objective ``L``."""
         total = ops.sum(token_losses)
@@ -269,16 +278,28 @@ class LSTMLanguageModel(LanguageModel):
             shape = shape[:2] + (self.units,)
         self.head.build(shape)
 
-    def call(self, token_ids, training=False):
+    def features(self, token_ids, training=False):
+        """The top LSTM layer's outputs ``h_t``, float ``(batch, time, units)``."""
         if len(token_ids.shape) != 2:
             raise ValueError(
                 f"{type(self).__name__} expects token ids of shape (batch, time), got shape "
                 f"{tuple(token_ids.shape)}."
             )
         x = self.dropout_layer(self.embedding(token_ids), training=training)
-        for rnn in self.rnn_layers:
-            x = self.dropout_layer(rnn(x, training=training), training=training)
-        return self.head(x)
+        for i, rnn in enumerate(self.rnn_layers):
+            x = rnn(x, training=training)
+            if i + 1 < len(self.rnn_layers):
+                x = self.dropout_layer(x, training=training)
+        return x
+
+    def call(self, token_ids, training=False):
+        return self.head(self.dropout_layer(self.features(token_ids, training), training=training))
+
+    def next_token_logits(self, token_ids, lengths):
+        """As :meth:`LanguageModel.next_token_logits`, applying the output layer only at the
+        last position (memory ``(batch, vocab)`` instead of ``(batch, time, vocab)``)."""
+        last = tf.gather(self.features(token_ids), lengths - 1, batch_dims=1)
+        return self.head(last)
 
     def get_config(self):
         config = super().get_config()

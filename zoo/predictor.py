@@ -42,35 +42,36 @@ class NextWordPredictor:
         # "<unk>" token, as in PTB, is a word of its vocabulary and can be.)
         self._not_word = tf.constant([PAD_ID, OOV_ID], tf.int32)
 
-    def next_word_distribution(self, text):
+    def next_word_distribution(self, text, max_prompt_tokens=None):
         """Probabilities of the next token after the last token of each prompt.
 
         Args:
             text: ``tf.string`` ``(batch,)``.
+            max_prompt_tokens: read only the last this many tokens of each prompt.
 
         Returns:
             float32 ``(batch, vocab_size)``, rows summing to 1 over the model's full softmax.
             Only the logits at each row's last real token are used, so right padding added
             for a longer prompt in the same batch cannot change a row's answer.
         """
-        ids, lengths = self.vectorizer.prompt_ids(text)
-        logits = self.model(ids, training=False)
-        last = tf.gather(logits, lengths - 1, batch_dims=1)
+        ids, lengths = self.vectorizer.prompt_ids(text, max_prompt_tokens)
+        last = self.model.next_token_logits(ids, lengths)
         return tf.nn.softmax(tf.cast(last, tf.float32), axis=-1)
 
-    def top_k(self, text, k=5):
+    def top_k(self, text, k=5, max_prompt_tokens=None):
         """The ``k`` most likely next words.
 
         Args:
             text: ``tf.string`` ``(batch,)``.
             k: int, 1 <= k <= vocab_size - 2.
+            max_prompt_tokens: see :meth:`next_word_distribution`.
 
         Returns:
             dict with ``words`` ``tf.string (batch, k)`` and ``probabilities`` float32
             ``(batch, k)``, most likely first. Probabilities are the model's (not
             renormalised after leaving out padding and ``[UNK]``).
         """
-        probs = self.next_word_distribution(text)
+        probs = self.next_word_distribution(text, max_prompt_tokens)
         drop = tf.scatter_nd(self._not_word[:, None],
                              tf.ones_like(self._not_word, tf.float32),
                              [self.vectorizer.vocab_size])

@@ -90,6 +90,10 @@ class WordVectorizer:
             raise ValueError("The vocabulary is empty: fit it on a corpus with some text first.")
         if len(set(vocabulary)) != len(vocabulary):
             raise ValueError("The vocabulary has duplicate tokens.")
+        reserved = {"", "[UNK]"} & set(vocabulary)
+        if reserved:
+            raise ValueError(f"The vocabulary must not contain the reserved tokens {reserved} "
+                             "(padding and out-of-vocabulary ids 0 and 1).")
         if eos_token not in vocabulary:
             raise ValueError(f"The vocabulary must contain the end-of-line token {eos_token!r}.")
         _standardizer(standardize)
@@ -139,6 +143,7 @@ class WordVectorizer:
         if tokens.size == 0:
             raise ValueError("Cannot fit a vocabulary: the text has no tokens.")
         counts = collections.Counter(t.decode("utf-8") for t in tokens)
+        counts.pop("[UNK]", None)  # a literal "[UNK]" in the text is the OOV id, not a word
         counts[eos_token] += len(lines)
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         vocab = [t for t, c in ranked if c >= min_count or t == eos_token]
@@ -165,7 +170,7 @@ class WordVectorizer:
         stream = tf.where(stream == OOV_ID, tf.cast(self.unk_id, stream.dtype), stream)
         return stream.numpy().astype(np.int32)
 
-    def prompt_ids(self, text):
+    def prompt_ids(self, text, max_tokens=None):
         """Ids of prompts for next-word prediction, in graph mode (used by the export).
 
         An ``<eos>`` is put in front of every prompt, so a prompt reads as the start of a new
@@ -173,6 +178,8 @@ class WordVectorizer:
 
         Args:
             text: ``tf.string`` tensor ``(batch,)``.
+            max_tokens: if set, keep only the last ``max_tokens`` ids of each prompt (bounds
+                the work per request; an RNN's answer depends little on far context).
 
         Returns:
             ``(ids, lengths)``: ``ids`` int32 ``(batch, time)`` right-padded with 0,
@@ -183,6 +190,14 @@ class WordVectorizer:
         eos = tf.fill([tf.shape(ids)[0], 1], tf.constant(self.eos_id, tf.int32))
         ids = tf.concat([eos, ids], axis=1)
         lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1)
+        if max_tokens is not None:
+            width = tf.minimum(tf.shape(ids)[1], max_tokens)
+            start = tf.maximum(lengths - max_tokens, 0)
+            positions = tf.minimum(start[:, None] + tf.range(width)[None, :],
+                                   tf.shape(ids)[1] - 1)
+            ids = tf.where(tf.range(width)[None, :] < tf.minimum(lengths, max_tokens)[:, None],
+                           tf.gather(ids, positions, batch_dims=1), PAD_ID)
+            lengths = tf.minimum(lengths, max_tokens)
         return ids, lengths
 
     def save(self, directory):

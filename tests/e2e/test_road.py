@@ -18,10 +18,10 @@ def test_client_prints_the_served_top_5_for_each_prompt(server, exported):
     direct = tf.saved_model.load(str(exported[1])).signatures["serving_default"](
         text=tf.constant(prompts))
     for i, line in enumerate(lines):
-        pairs = re.findall(r"(\S+) \((\d\.\d{3})\)", line.split(" -> ", 1)[1])
+        pairs = re.findall(r"(\S+) \((\d\.\d{4})\)", line.split(" -> ", 1)[1])
         assert [w for w, _ in pairs] == [w.decode() for w in direct["words"].numpy()[i]]
         np.testing.assert_allclose([float(p) for _, p in pairs],
-                                   direct["probabilities"].numpy()[i], atol=6e-4)
+                                   direct["probabilities"].numpy()[i], atol=6e-5)
 
 
 def test_client_reports_a_server_error_without_a_traceback(server):

@@ -77,6 +77,15 @@ BAD = [
     ("not UTF-8", "/v1/models/nwp:predict", b'{"instances": ["\xff"]}', 400, "JSON Parse"),
     ("too large", "/v1/models/nwp:predict",
      b'{"instances": ["' + b"a " * 60000 + b'"]}', 413, "too large"),
+    # rank 33 string tensors crash TensorFlow itself; they must be refused before the graph
+    ("deep nesting", "/v1/models/nwp:predict",
+     b'{"instances": [' + b"[" * 33 + b'"a"' + b"]" * 33 + b"]}", 400, "deeper than rank"),
+    ("huge integer", "/v1/models/nwp:predict", b'{"instances": [' + b"1" * 5000 + b"]}", 400,
+     "JSON Parse error"),
+    ("lone surrogate", "/v1/models/nwp:predict", b'{"instances": ["\\ud800"]}', 400,
+     "not valid UTF-8"),
+    ("too many rows", "/v1/models/nwp:predict",
+     b'{"instances": [' + b", ".join([b'"a"'] * 1001) + b"]}", 400, "at most 1000"),
 ]
 
 
@@ -88,6 +97,21 @@ def test_bad_requests_get_a_json_error_and_the_server_keeps_serving(server, labe
     assert isinstance(body, dict) and text in body["error"], body
     status, good = call(server, "/v1/models/nwp:predict", {"instances": ["the"]})
     assert status == 200 and len(good["predictions"][0]["words"]) == 5
+
+
+def test_parsing_follows_rapidjson(server):
+    """Trailing text after the JSON value is ignored and the first of duplicate keys wins."""
+    status, body = call(server, "/v1/models/nwp:predict",
+                        raw=b'{"instances": ["the"], "instances": [1]} trailing', method="POST")
+    assert status == 200 and len(body["predictions"]) == 1
+    status, body = call(server, "/v1/models/nwp:predict",
+                        raw=b'{"instances": [1], "instances": ["the"]}', method="POST")
+    assert status == 400
+
+
+def test_the_v1_prefix_is_case_insensitive_and_other_paths_are_404(server):
+    assert call(server, "/V1/models/nwp")[0] == 200
+    assert call(server, "/v2/models/nwp")[0] == 404
 
 
 def test_get_errors(server):

@@ -37,3 +37,31 @@ def test_missing_corpus_files_give_a_message_not_a_traceback(tmp_path):
                    "--output", tmp_path / "out", check=False, timeout=120)
     assert proc.returncode == 2
     assert "ptb.train.txt does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+TINY = ["--corpus", "default", "--epochs", "1", "--max-train-tokens", "3000", "--units", "8",
+        "--embedding-dim", "8", "--num-layers", "1", "--max-vocab", "200", "--bptt", "10"]
+
+
+def test_a_diverging_run_stops_with_a_message_and_saves_nothing(tmp_path):
+    proc = run_cli("training.cli", *TINY, "--learning-rate", "1e9", "--clipnorm", "0",
+                   "--optimizer", "sgd", "--output", tmp_path, check=False)
+    assert proc.returncode == 2 and "diverged" in proc.stderr, proc.stderr[-500:]
+    assert not (tmp_path / "model.keras").exists()
+
+
+def test_an_unreadable_backup_asks_for_fresh_and_fresh_starts_over(tmp_path):
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "latest.weights.h5").write_bytes(b"cut off while writing")
+    (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 0, "batch": -1}')
+    proc = run_cli("training.cli", *TINY, "--output", tmp_path, check=False)
+    assert proc.returncode == 2 and "--fresh" in proc.stderr, proc.stderr[-800:]
+    assert "Traceback" not in proc.stderr
+    run_cli("training.cli", *TINY, "--output", tmp_path, "--fresh")
+    assert (tmp_path / "model.keras").exists() and not (tmp_path / "backup").exists()
+
+
+def test_a_corpus_shorter_than_one_window_is_refused_before_training(tmp_path):
+    proc = run_cli("training.cli", *TINY[:-2], "--bptt", "5000", "--output", tmp_path,
+                   check=False)
+    assert proc.returncode == 2 and "shorter than one window" in proc.stderr

@@ -169,3 +169,11 @@ def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_next_token_logits_equal_the_full_logits_at_each_rows_last_token():
+    model = _model()
+    x, _ = _batch()
+    lengths = np.array([T, 1, 4], "int32")
+    expected = np.asarray(model(x))[np.arange(B), lengths - 1]
+    np.testing.assert_allclose(model.next_token_logits(x, lengths), expected, atol=1e-5)

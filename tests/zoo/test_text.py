@@ -79,3 +79,18 @@ def test_ptb_counts_match_the_published_figures(shared_data):
     valid = vec.encode_lines(read("ptb.valid.txt"))
     assert valid.size == 73_760
     assert not np.any(valid == OOV_ID)  # every valid word occurs in train
+
+
+def test_prompt_ids_keep_only_the_last_max_tokens():
+    vec = WordVectorizer(["a", "b", "c", "<eos>"], "none")
+    a, b, c, eos = 2, 3, 4, 5
+    ids, lengths = vec.prompt_ids(tf.constant(["a b c a", "b", ""]), max_tokens=3)
+    np.testing.assert_array_equal(ids.numpy(), [[b, c, a], [eos, b, 0], [eos, 0, 0]])
+    np.testing.assert_array_equal(lengths.numpy(), [3, 2, 1])
+
+
+def test_reserved_tokens_are_refused_and_a_literal_unk_is_not_a_word():
+    with pytest.raises(ValueError, match="reserved"):
+        WordVectorizer(["[UNK]", "<eos>"])
+    vec = WordVectorizer.fit(["the [UNK] cat", "the"], "none")
+    assert vec.vocabulary.count("[UNK]") == 1
