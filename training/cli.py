@@ -21,6 +21,11 @@ import time
 
 from training.corpora import CORPORA, DATA_DIR_ENV, CorpusError, load_corpus
 
+# The preset names, without importing TensorFlow (keeps --help fast); checked against
+# zoo.PRESETS by the tests.
+PRESET_NAMES = ("rnn", "irnn", "lstm", "gru", "lstm-one-hot", "lstm-tied", "lstm-attention",
+                "transformer")
+
 
 def build_parser():
     p = argparse.ArgumentParser(
@@ -37,11 +42,13 @@ def build_parser():
     p.add_argument("--no-download", action="store_true",
                    help="fail instead of downloading a missing corpus file")
     p.add_argument("--output", default="runs/default", help="run folder to write")
-    p.add_argument("--model", default="lstm", help="registered model name")
-    p.add_argument("--embedding-dim", type=int, default=200)
-    p.add_argument("--units", type=int, default=200)
-    p.add_argument("--num-layers", type=int, default=2)
-    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--model", default="lstm",
+                   help="model preset: " + ", ".join(PRESET_NAMES))
+    p.add_argument("--embedding-dim", type=int, default=None,
+                   help="overrides the preset's (recurrent models)")
+    p.add_argument("--units", type=int, default=None, help="overrides the preset's")
+    p.add_argument("--num-layers", type=int, default=None, help="overrides the preset's")
+    p.add_argument("--dropout", type=float, default=None, help="overrides the preset's")
     p.add_argument("--init-scale", type=float, default=None,
                    help="uniform init range for all weights (Zaremba small: 0.1)")
     p.add_argument("--max-vocab", type=int, default=None,
@@ -77,9 +84,11 @@ def check_args(args):
     """Reject bad flags before any data is read or model built (``SystemExit`` via argparse)."""
     problems = []
     for name in ("embedding_dim", "units", "num_layers", "epochs", "batch_size", "bptt"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1")
-    if not 0 <= args.dropout < 1:
+    if args.model not in PRESET_NAMES:
+        problems.append(f"--model must be one of {', '.join(PRESET_NAMES)}")
+    if args.dropout is not None and not 0 <= args.dropout < 1:
         problems.append("--dropout must be in [0, 1)")
     if args.learning_rate <= 0:
         problems.append("--learning-rate must be > 0")
@@ -139,10 +148,11 @@ def train(args):
     valid_ds = window_dataset(streams["valid"], args.bptt, eval_batch)
     test_ds = window_dataset(streams["test"], args.bptt, eval_batch)
 
-    model = get_model(
-        args.model, vectorizer.vocab_size, embedding_dim=args.embedding_dim, units=args.units,
-        num_layers=args.num_layers, dropout=args.dropout, init_scale=args.init_scale,
-        clipnorm=args.clipnorm or None, loss_reduction=args.loss_reduction)
+    overrides = {k: getattr(args, k) for k in ("embedding_dim", "units", "num_layers",
+                                                "dropout", "init_scale")
+                 if getattr(args, k) is not None}
+    model = get_model(args.model, vectorizer.vocab_size, clipnorm=args.clipnorm or None,
+                      loss_reduction=args.loss_reduction, **overrides)
     if args.optimizer == "adam":
         optimizer = keras.optimizers.Adam(args.learning_rate)
     else:

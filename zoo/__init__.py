@@ -1,4 +1,4 @@
-"""The model zoo: recurrent cells, language models and the text front end.
+"""The model zoo: recurrent cells, attention, language models, samplers, text front end.
 
 Keras layers and models only; imports keras and tensorflow, never ``training`` or
 ``serving``.
@@ -6,21 +6,27 @@ Keras layers and models only; imports keras and tensorflow, never ``training`` o
 
 from zoo.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention
 from zoo.cells import GRUCell, LSTMCell, RNNCell
-from zoo.models import LanguageModel, LSTMLanguageModel, Perplexity, get_model
+from zoo.models import LanguageModel, Perplexity
 from zoo.predictor import NextWordPredictor
+from zoo.presets import PRESETS, get_model
+from zoo.recurrent_lm import LSTMLanguageModel, RecurrentLanguageModel
 from zoo.text import WordVectorizer
+from zoo.transformer_lm import TransformerLanguageModel
 
 __all__ = [
     "AdditiveAttention",
     "DotProductAttention",
-    "MultiHeadAttention",
     "GRUCell",
     "LSTMCell",
-    "RNNCell",
-    "LanguageModel",
     "LSTMLanguageModel",
+    "LanguageModel",
+    "MultiHeadAttention",
     "NextWordPredictor",
+    "PRESETS",
     "Perplexity",
+    "RNNCell",
+    "RecurrentLanguageModel",
+    "TransformerLanguageModel",
     "WordVectorizer",
     "get_model",
 ]

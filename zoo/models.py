@@ -1,9 +1,10 @@
-"""Language models: a base class that owns the BPTT training step, and concrete models.
+"""The language-model base class, which owns the BPTT training step.
 
-The base class :class:`LanguageModel` computes one cross-entropy loss per time step,
-combines them, clips the whole gradient by its global norm (Pascanu, Mikolov & Bengio
-2013, Algorithm 1) and applies it. Concrete models only define ``call``:
-``token ids (batch, time) -> logits (batch, time, vocab_size)``.
+:class:`LanguageModel` computes one cross-entropy loss per time step, combines them, clips
+the whole gradient by its global norm (Pascanu, Mikolov & Bengio 2013, Algorithm 1) and
+applies it. Concrete models (``zoo.recurrent_lm``, ``zoo.transformer_lm``) define ``call``:
+``token ids (batch, time) -> logits (batch, time, vocab_size)``, and the one-step call
+``step(token_ids (batch,), states) -> (logits (batch, vocab_size), new_states)``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from zoo.cells import LSTMCell
 from zoo.text import PAD_ID
 
 LOSS_REDUCTIONS = ("sum_over_time", "mean")
@@ -138,6 +138,16 @@ class LanguageModel(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def initial_state(self, batch_size):
+        """The states before the first token, for :meth:`step`. Subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__} has no one-step call.")
+
+    def step(self, token_ids, states):
+        """One token per row: ``(token_ids (batch,), states) -> (logits (batch, vocab_size),
+        new_states)``. Iterated from :meth:`initial_state`, it equals ``call`` on the whole
+        sequence. Subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__} has no one-step call.")
+
     def next_token_logits(self, token_ids, lengths):
         """Logits ``(batch, vocab_size)`` after token ``lengths[b] - 1`` of each row.
 
@@ -200,133 +210,3 @@ class LanguageModel(keras.Model):
             "clipnorm": self.clipnorm,
             "loss_reduction": self.loss_reduction,
         }
-
-
-@keras.saving.register_keras_serializable(package="zoo")
-class LSTMLanguageModel(LanguageModel):
-    """Embedding -> stacked ``RNN(zoo.LSTMCell)`` -> dense logits over the vocabulary.
-
-    Args:
-        vocab_size: number of token ids.
-        embedding_dim: size of the learned input embedding.
-        units: LSTM units per layer (the size of ``h_t`` and ``c_t``).
-        num_layers: number of stacked LSTM layers, >= 1.
-        dropout: dropout rate on the non-recurrent connections (embedding output, between
-            layers and before the softmax; Zaremba et al. 2014), 0 <= dropout < 1.
-        init_scale: if set, every weight starts uniform in ``[-init_scale, init_scale]``
-            (Zaremba et al. 2014 use 0.1 for "small"); None keeps Keras's initialisers.
-        clipnorm, loss_reduction, **kwargs: see :class:`LanguageModel`.
-
-    Call arguments:
-        token_ids: int ``(batch, time)``.
-        training: bool, enables dropout.
-
-    Returns:
-        logits float32 ``(batch, time, vocab_size)``.
-
-    Raises:
-        ValueError: bad sizes or rates; an input that is not rank 2.
-    """
-
-    def __init__(self, vocab_size, embedding_dim=200, units=200, num_layers=2, dropout=0.0,
-                 init_scale=None, clipnorm=5.0, loss_reduction="sum_over_time", **kwargs):
-        super().__init__(vocab_size, clipnorm=clipnorm, loss_reduction=loss_reduction, **kwargs)
-        for label, value in (("embedding_dim", embedding_dim), ("units", units),
-                             ("num_layers", num_layers)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be a positive int, got {value!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
-        self.embedding_dim = embedding_dim
-        self.units = units
-        self.num_layers = num_layers
-        self.dropout = float(dropout)
-        self.init_scale = init_scale
-        init = (keras.initializers.RandomUniform(-init_scale, init_scale)
-                if init_scale else None)
-
-        def initializer(default):
-            return init if init is not None else default
-
-        self.embedding = keras.layers.Embedding(
-            vocab_size, embedding_dim,
-            embeddings_initializer=initializer("uniform"), name="embedding")
-        self.rnn_layers = [
-            keras.layers.RNN(
-                LSTMCell(units, kernel_initializer=initializer("glorot_uniform"),
-                         recurrent_initializer=initializer("orthogonal"),
-                         bias_initializer=initializer("zeros"),
-                         unit_forget_bias=init is None),
-                return_sequences=True, name=f"lstm_{i}")
-            for i in range(num_layers)
-        ]
-        self.dropout_layer = keras.layers.Dropout(self.dropout)
-        self.head = keras.layers.Dense(
-            vocab_size, kernel_initializer=initializer("glorot_uniform"),
-            bias_initializer=initializer("zeros"), name="logits")
-
-    def build(self, input_shape):
-        if len(input_shape) != 2:
-            raise ValueError(
-                f"{type(self).__name__} expects token ids of shape (batch, time), got shape "
-                f"{tuple(input_shape)}."
-            )
-        self.embedding.build(input_shape)
-        shape = (input_shape[0], input_shape[1], self.embedding_dim)
-        for rnn in self.rnn_layers:
-            rnn.build(shape)
-            shape = shape[:2] + (self.units,)
-        self.head.build(shape)
-
-    def features(self, token_ids, training=False):
-        """The top LSTM layer's outputs ``h_t``, float ``(batch, time, units)``."""
-        if len(token_ids.shape) != 2:
-            raise ValueError(
-                f"{type(self).__name__} expects token ids of shape (batch, time), got shape "
-                f"{tuple(token_ids.shape)}."
-            )
-        x = self.dropout_layer(self.embedding(token_ids), training=training)
-        for i, rnn in enumerate(self.rnn_layers):
-            x = rnn(x, training=training)
-            if i + 1 < len(self.rnn_layers):
-                x = self.dropout_layer(x, training=training)
-        return x
-
-    def call(self, token_ids, training=False):
-        return self.head(self.dropout_layer(self.features(token_ids, training), training=training))
-
-    def next_token_logits(self, token_ids, lengths):
-        """As :meth:`LanguageModel.next_token_logits`, applying the output layer only at the
-        last position (memory ``(batch, vocab)`` instead of ``(batch, time, vocab)``)."""
-        last = tf.gather(self.features(token_ids), lengths - 1, batch_dims=1)
-        return self.head(last)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            embedding_dim=self.embedding_dim,
-            units=self.units,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-            init_scale=self.init_scale,
-        )
-        return config
-
-
-MODELS = {"lstm": LSTMLanguageModel}
-
-
-def get_model(name, vocab_size, **overrides):
-    """Build a registered language model by name.
-
-    Args:
-        name: a key of :data:`MODELS` (``"lstm"``).
-        vocab_size: number of token ids.
-        **overrides: constructor arguments of that model.
-
-    Raises:
-        ValueError: unknown name, naming the known ones.
-    """
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}; known models: {sorted(MODELS)}.")
-    return MODELS[name](vocab_size=vocab_size, **overrides)

@@ -11,7 +11,7 @@ import os
 import keras
 import tensorflow as tf
 
-import zoo.models  # noqa: F401  (registers the model classes for load_model)
+import zoo.presets  # noqa: F401  (registers every model class for load_model)
 from zoo.text import OOV_ID, PAD_ID, WordVectorizer
 
 MODEL_FILE = "model.keras"

@@ -5,6 +5,12 @@ import json
 import pytest
 
 from tests.conftest import run_cli
+from training.cli import PRESET_NAMES
+from zoo import PRESETS
+
+
+def test_the_cli_knows_every_preset():
+    assert PRESET_NAMES == tuple(PRESETS)
 
 
 def test_a_tiny_run_writes_a_complete_run_folder(tiny_run):

@@ -1,0 +1,142 @@
+"""Every preset: one-step call vs full call, embeddings, fresh-process .keras round trip."""
+
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from zoo import PRESETS, get_model
+
+V, B, T = 23, 3, 9
+SMALL = {"transformer": dict(model_dim=16, num_heads=2, ffn_dim=32, max_length=16)}
+
+
+def _small(name, **extra):
+    keras.utils.set_random_seed(3)
+    kwargs = SMALL.get(name, dict(units=12, embedding_dim=8) if name != "lstm-one-hot"
+                       else dict(units=12))
+    model = get_model(name, V, **{**kwargs, **extra})
+    model.build((None, T))
+    return model
+
+
+def _ids(seed=0):
+    return np.random.default_rng(seed).integers(1, V, size=(B, T)).astype("int32")
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_one_step_call_iterated_equals_the_full_sequence_call(name):
+    model = _small(name)
+    x = _ids()
+    full = np.asarray(model(x))
+    assert full.shape == (B, T, V)
+    states = model.initial_state(B)
+    for t in range(T):
+        logits, states = model.step(tf.constant(x[:, t]), states)
+        np.testing.assert_allclose(logits, full[:, t], atol=2e-5, err_msg=f"step {t}")
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_train_step_runs_and_lowers_the_loss(name):
+    model = _small(name)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    x = _ids(1)
+    y = np.roll(x, -1, axis=1)
+    first = model.train_on_batch(x, y, return_dict=True)["loss"]
+    for _ in range(15):
+        last = model.train_on_batch(x, y, return_dict=True)["loss"]
+    assert np.isfinite(last) and last < first
+
+
+def test_tied_embeddings_share_the_table():
+    model = _small("lstm-tied", units=8, embedding_dim=8)
+    names = [w.path for w in model.trainable_weights]
+    assert sum("embeddings" in n for n in names) == 1 and not any("logits" in n for n in names)
+    x = _ids(2)
+    h = np.asarray(model.features(x))
+    emb, bias = model.embedding.embeddings.numpy(), model.output_bias.numpy()
+    np.testing.assert_allclose(model(x), h @ emb.T + bias, atol=1e-5)
+
+
+def test_one_hot_input_makes_the_first_kernel_the_embedding():
+    model = _small("lstm-one-hot")
+    assert not hasattr(model, "embedding")
+    assert model.rnn_layers[0].cell.kernel.shape == (V, 4 * 12)
+
+
+def test_attention_reads_only_the_past():
+    model = _small("lstm-attention")
+    x = _ids(3)
+    changed = x.copy()
+    changed[:, 6:] = (changed[:, 6:] + 1) % V
+    np.testing.assert_allclose(np.asarray(model(x))[:, :6], np.asarray(model(changed))[:, :6],
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"cell": "lstm", "embedding": "one_hot", "tie_embeddings": True}, "tie_embeddings"),
+    ({"cell": "tree"}, "cell"),
+    ({"attention": "cosine"}, "attention"),
+    ({"embedding": "hashed"}, "embedding"),
+])
+def test_bad_recurrent_model_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        zoo.RecurrentLanguageModel(V, **kwargs)
+
+
+def test_unknown_preset_and_unknown_override():
+    with pytest.raises(ValueError, match="known: rnn, irnn"):
+        get_model("lstm-xl", V)
+    with pytest.raises(ValueError, match="does not take"):
+        get_model("transformer", V, units=3)
+
+
+def test_wrong_states_and_ranks_are_value_errors():
+    model = _small("lstm")
+    with pytest.raises(ValueError, match="state tensors"):
+        model.step(tf.constant([1, 2, 3]), model.initial_state(3)[:1])
+    with pytest.raises(ValueError, match=r"\(batch,\)"):
+        model.step(tf.constant([[1]]), model.initial_state(1))
+    transformer = _small("transformer")
+    with pytest.raises(ValueError, match="max_length"):
+        transformer(np.ones((1, 17), "int32"))
+
+
+def test_every_layer_and_model_round_trips_through_keras_files_in_a_fresh_process(tmp_path):
+    x = _ids(4)
+    seq = np.random.default_rng(5).normal(size=(B, T, 6)).astype("float32")
+    objects = {name: _small(name) for name in PRESETS}
+    for name, cls in (("rnn_cell", zoo.RNNCell), ("lstm_cell", zoo.LSTMCell),
+                      ("gru_cell", zoo.GRUCell)):
+        inp = keras.Input((T, 6))
+        objects[name] = keras.Model(inp, keras.layers.RNN(cls(5), return_sequences=True)(inp))
+    for name, layer in (("additive", zoo.AdditiveAttention(units=4)),
+                        ("general", zoo.DotProductAttention("general")),
+                        ("multi_head", zoo.MultiHeadAttention(2, 3))):
+        inp = keras.Input((T, 6))
+        objects[name] = keras.Model(inp, layer(inp, inp, causal=True))
+    for name, obj in objects.items():
+        obj.save(tmp_path / f"{name}.keras")
+        np.save(tmp_path / f"{name}.npy", np.asarray(obj(x if name in PRESETS else seq)))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "seq.npy", seq)
+    script = textwrap.dedent(f"""
+        import pathlib, numpy as np, keras, zoo
+        d = pathlib.Path({str(tmp_path)!r})
+        x, seq = np.load(d / "x.npy"), np.load(d / "seq.npy")
+        for path in sorted(d.glob("*.keras")):
+            m = keras.saving.load_model(path, safe_mode=True)
+            inp = x if path.stem in {sorted(PRESETS)!r} else seq
+            np.testing.assert_allclose(m(inp), np.load(d / (path.stem + ".npy")), atol=1e-6,
+                                       err_msg=path.stem)
+            print("ok", path.stem)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("ok ") == len(objects)

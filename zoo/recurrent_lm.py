@@ -1,0 +1,262 @@
+"""Recurrent language models: embedding -> stacked recurrent cells [-> attention] -> logits.
+
+One class, :class:`RecurrentLanguageModel`, covers the Elman RNN (tanh or ReLU/IRNN), LSTM
+and GRU language models, with learned or one-hot input embeddings, optional tied input and
+output embeddings (Press & Wolf 2017; Inan et al. 2017), and optional attention of each step's
+output over the model's own past outputs (the seed's "learnable access to past states"; the
+attentional hidden state of Luong et al. 2015, eq. 5: ``o_t = tanh(W_c [h_t; a_t])``).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from zoo.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention
+from zoo.cells import GRUCell, LSTMCell, RNNCell
+from zoo.models import LanguageModel
+
+CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+EMBEDDINGS = ("learned", "one_hot")
+ATTENTIONS = ("additive", "dot", "general", "scaled_dot", "multi_head")
+
+
+def _make_attention(kind, units):
+    if kind == "additive":
+        return AdditiveAttention(units=units, name="attention")
+    if kind == "multi_head":
+        return MultiHeadAttention(num_heads=4, key_dim=max(1, units // 4), name="attention")
+    return DotProductAttention(score=kind, name="attention")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class RecurrentLanguageModel(LanguageModel):
+    """Next-token language model built from the zoo's cells.
+
+    Args:
+        vocab_size: number of token ids.
+        cell: ``"rnn"`` (Elman), ``"lstm"`` or ``"gru"``.
+        embedding: ``"learned"`` (a trained ``(vocab_size, embedding_dim)`` table) or
+            ``"one_hot"`` (the seed's one-hot vectors; the first cell's kernel is then the
+            embedding).
+        embedding_dim: size of the learned embedding (ignored for one-hot).
+        units: size of ``h_t`` in every layer.
+        num_layers: stacked recurrent layers, >= 1.
+        dropout: rate on the non-recurrent connections (embedding output, between layers,
+            before the output layer; Zaremba et al. 2014).
+        tie_embeddings: share the input embedding as the output layer (logits =
+            ``h W_emb^T + b``); a projection to ``embedding_dim`` is added when ``units``
+            differs. Needs ``embedding="learned"``.
+        attention: None, or the score of a causal attention of ``h_t`` over ``h_1..h_t``:
+            ``"additive"``, ``"dot"``, ``"general"``, ``"scaled_dot"``, ``"multi_head"``.
+        activation: the Elman cell's activation (``"tanh"`` or ``"relu"``).
+        recurrent_initializer: of every cell (``"identity"`` for the IRNN); None keeps the
+            cell's default (orthogonal).
+        init_scale: if set, weights start uniform in ``[-init_scale, init_scale]``.
+        recurrent_dropout: per-sequence dropout on ``h_{t-1}`` inside the cells.
+        clipnorm, loss_reduction, **kwargs: see :class:`zoo.models.LanguageModel`.
+
+    Call arguments:
+        token_ids: int ``(batch, time)``; training: bool.
+
+    Returns:
+        logits float32 ``(batch, time, vocab_size)``.
+
+    One-step call: :meth:`step` ``(token_ids (batch,), states) -> (logits (batch,
+    vocab_size), new_states)`` from :meth:`initial_state`; the states are every layer's cell
+    states and, with attention, the past outputs ``(batch, t, units)``.
+
+    Raises:
+        ValueError: unknown ``cell``, ``embedding`` or ``attention``; tied one-hot
+            embeddings; bad sizes or rates; token ids that are not ``(batch, time)``; states
+            that do not match :meth:`initial_state`.
+    """
+
+    def __init__(self, vocab_size, cell="lstm", embedding="learned", embedding_dim=200,
+                 units=200, num_layers=2, dropout=0.0, tie_embeddings=False, attention=None,
+                 activation="tanh", recurrent_initializer=None, init_scale=None,
+                 recurrent_dropout=0.0, clipnorm=5.0, loss_reduction="sum_over_time",
+                 **kwargs):
+        super().__init__(vocab_size, clipnorm=clipnorm, loss_reduction=loss_reduction, **kwargs)
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}.")
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}.")
+        if attention is not None and attention not in ATTENTIONS:
+            raise ValueError(f"attention must be None or one of {ATTENTIONS}, got "
+                             f"{attention!r}.")
+        if tie_embeddings and embedding != "learned":
+            raise ValueError("tie_embeddings needs embedding='learned' (a one-hot input has "
+                             "no table to share).")
+        for label, value in (("embedding_dim", embedding_dim), ("units", units),
+                             ("num_layers", num_layers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{label} must be a positive int, got {value!r}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        self.cell_type, self.embedding_type = cell, embedding
+        self.embedding_dim, self.units, self.num_layers = embedding_dim, units, num_layers
+        self.dropout, self.tie_embeddings, self.attention_type = float(dropout), \
+            tie_embeddings, attention
+        self.activation, self.recurrent_initializer = activation, recurrent_initializer
+        self.init_scale, self.recurrent_dropout = init_scale, float(recurrent_dropout)
+
+        init = keras.initializers.RandomUniform(-init_scale, init_scale) if init_scale else None
+
+        def pick(default):
+            return init if init is not None else default
+
+        if embedding == "learned":
+            self.embedding = keras.layers.Embedding(
+                vocab_size, embedding_dim, embeddings_initializer=pick("uniform"),
+                name="embedding")
+        cell_kwargs = dict(kernel_initializer=pick("glorot_uniform"),
+                           recurrent_initializer=recurrent_initializer
+                           or pick("orthogonal"),
+                           bias_initializer=pick("zeros"), recurrent_dropout=recurrent_dropout)
+        if cell == "rnn":
+            cell_kwargs["activation"] = activation
+        if cell == "lstm":
+            cell_kwargs["unit_forget_bias"] = init is None
+        self.rnn_layers = [
+            keras.layers.RNN(CELLS[cell](units, **cell_kwargs), return_sequences=True,
+                             name=f"{cell}_{i}")
+            for i in range(num_layers)
+        ]
+        self.dropout_layer = keras.layers.Dropout(self.dropout)
+        if attention is not None:
+            self.attention = _make_attention(attention, units)
+            self.combine = keras.layers.Dense(units, activation="tanh", name="combine")
+        if tie_embeddings:
+            if units != embedding_dim:
+                self.projection = keras.layers.Dense(embedding_dim, name="projection")
+            self.output_bias = self.add_weight(shape=(vocab_size,), initializer="zeros",
+                                               name="output_bias")
+        else:
+            self.head = keras.layers.Dense(
+                vocab_size, kernel_initializer=pick("glorot_uniform"),
+                bias_initializer=pick("zeros"), name="logits")
+
+    # -- building blocks ------------------------------------------------------------------
+    def _check_ids(self, token_ids, rank):
+        if len(token_ids.shape) != rank:
+            shape = "(batch, time)" if rank == 2 else "(batch,)"
+            raise ValueError(f"{type(self).__name__} expects token ids of shape {shape}, got "
+                             f"shape {tuple(token_ids.shape)}.")
+
+    def _embed(self, token_ids):
+        if self.embedding_type == "one_hot":
+            return ops.one_hot(token_ids, self.vocab_size, dtype=self.compute_dtype)
+        return self.embedding(token_ids)
+
+    def _logits(self, h, training=False):
+        """Output layer on the top features ``(..., units)`` -> ``(..., vocab_size)``."""
+        h = self.dropout_layer(h, training=training)
+        if not self.tie_embeddings:
+            return self.head(h)
+        if self.units != self.embedding_dim:
+            h = self.projection(h)
+        return ops.matmul(h, ops.transpose(self.embedding.embeddings)) + self.output_bias
+
+    def _attend(self, h, memory, causal):
+        context = self.attention(h, memory, causal=causal)
+        return self.combine(ops.concatenate([h, context], axis=-1))
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"{type(self).__name__} expects token ids of shape (batch, time), "
+                             f"got shape {tuple(input_shape)}.")
+        batch, time = input_shape
+        if self.embedding_type == "learned":
+            self.embedding.build(input_shape)
+            width = self.embedding_dim
+        else:
+            width = self.vocab_size
+        for rnn in self.rnn_layers:
+            rnn.build((batch, time, width))
+            width = self.units
+        shape = (batch, time, self.units)
+        if self.attention_type is not None:
+            self.attention.build(shape, shape)
+            self.combine.build((batch, time, 2 * self.units))
+        if self.tie_embeddings:
+            if self.units != self.embedding_dim:
+                self.projection.build(shape)
+        else:
+            self.head.build(shape)
+
+    # -- full sequence ----------------------------------------------------------------------
+    def features(self, token_ids, training=False):
+        """Top features ``(batch, time, units)`` before the output layer."""
+        self._check_ids(token_ids, 2)
+        x = self.dropout_layer(self._embed(token_ids), training=training)
+        for i, rnn in enumerate(self.rnn_layers):
+            x = rnn(x, training=training)
+            if i + 1 < len(self.rnn_layers):
+                x = self.dropout_layer(x, training=training)
+        if self.attention_type is not None:
+            x = self._attend(x, x, causal=True)
+        return x
+
+    def call(self, token_ids, training=False):
+        return self._logits(self.features(token_ids, training), training)
+
+    def next_token_logits(self, token_ids, lengths):
+        """Logits ``(batch, vocab_size)`` at each row's last token; the output layer runs
+        only there (memory ``(batch, vocab)``, not ``(batch, time, vocab)``)."""
+        return self._logits(tf.gather(self.features(token_ids), lengths - 1, batch_dims=1))
+
+    # -- one step ---------------------------------------------------------------------------
+    def initial_state(self, batch_size):
+        """Zero cell states of every layer, then (with attention) an empty memory
+        ``(batch, 0, units)``; a flat list of tensors."""
+        states = []
+        for rnn in self.rnn_layers:
+            states.extend(rnn.cell.get_initial_state(batch_size))
+        if self.attention_type is not None:
+            states.append(ops.zeros((batch_size, 0, self.units), dtype=self.compute_dtype))
+        return states
+
+    def step(self, token_ids, states):
+        """One token per row; see the class docstring. Dropout is off."""
+        self._check_ids(token_ids, 1)
+        per_layer = 2 if self.cell_type == "lstm" else 1
+        expected = self.num_layers * per_layer + (self.attention_type is not None)
+        states = list(states)
+        if len(states) != expected:
+            raise ValueError(f"{type(self).__name__}.step expects {expected} state tensors "
+                             f"(from initial_state), got {len(states)}.")
+        x = self._embed(token_ids)
+        new_states = []
+        for i, rnn in enumerate(self.rnn_layers):
+            layer_states = states[i * per_layer:(i + 1) * per_layer]
+            x, out_states = rnn.cell(x, layer_states, training=False)
+            new_states.extend(out_states)
+        if self.attention_type is not None:
+            memory = ops.concatenate([states[-1], x[:, None, :]], axis=1)
+            x = self._attend(x[:, None, :], memory, causal=True)[:, 0]
+            new_states.append(memory)
+        return self._logits(x), new_states
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            cell=self.cell_type, embedding=self.embedding_type,
+            embedding_dim=self.embedding_dim, units=self.units, num_layers=self.num_layers,
+            dropout=self.dropout, tie_embeddings=self.tie_embeddings,
+            attention=self.attention_type, activation=self.activation,
+            recurrent_initializer=self.recurrent_initializer, init_scale=self.init_scale,
+            recurrent_dropout=self.recurrent_dropout)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LSTMLanguageModel(RecurrentLanguageModel):
+    """:class:`RecurrentLanguageModel` with ``cell="lstm"``: embedding -> stacked
+    ``RNN(zoo.LSTMCell)`` -> dense logits (Zaremba et al. 2014). Same arguments, less
+    ``cell``."""
+
+    def __init__(self, vocab_size, **kwargs):
+        kwargs.pop("cell", None)
+        super().__init__(vocab_size, cell="lstm", **kwargs)

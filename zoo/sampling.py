@@ -1,0 +1,163 @@
+"""Choosing next tokens from logits, and generation with a model's one-step call.
+
+Samplers take logits ``(batch, vocab_size)`` and return int32 ids ``(batch,)``. Random ones
+use TensorFlow's *stateless* random ops keyed by ``(seed, step)``, so the same seed gives the
+same text on every run and machine.
+
+* greedy: ``argmax``;
+* temperature: sample from ``softmax(logits / T)``;
+* top-k (Fan et al. 2018): sample among the ``k`` most likely tokens;
+* top-p / nucleus (Holtzman et al. 2020): sample among the smallest set of most likely
+  tokens whose probability reaches ``p``;
+* beam search: keep the ``beam_width`` most likely continuations by summed log-probability.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+NEG = -1e9
+
+
+def greedy(logits):
+    """The most likely id of each row: int32 ``(batch,)``."""
+    return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+
+def filter_logits(logits, top_k=None, top_p=None):
+    """Set logits outside the top-k and/or the top-p nucleus to a large negative number.
+
+    Args:
+        logits: float ``(batch, vocab_size)``.
+        top_k: keep the ``k`` largest (1 <= k); None: all.
+        top_p: keep the smallest most-likely set with cumulative probability >= p
+            (0 < p <= 1); the most likely token is always kept.
+
+    Raises:
+        ValueError: ``top_k < 1`` or ``top_p`` outside (0, 1].
+    """
+    logits = tf.convert_to_tensor(logits, tf.float32)
+    if top_k is not None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}.")
+        k = min(int(top_k), logits.shape[-1])
+        kth = tf.math.top_k(logits, k=k).values[:, -1:]
+        logits = tf.where(logits < kth, NEG, logits)
+    if top_p is not None:
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}.")
+        order = tf.argsort(logits, axis=-1, direction="DESCENDING")
+        sorted_logits = tf.gather(logits, order, batch_dims=1)
+        cumulative = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True)
+        keep_sorted = cumulative < top_p  # tokens before which less than p is covered
+        keep = tf.scatter_nd(
+            tf.stack([tf.repeat(tf.range(tf.shape(order)[0]), tf.shape(order)[1]),
+                      tf.reshape(order, [-1])], axis=1),
+            tf.reshape(keep_sorted, [-1]), tf.shape(order))
+        logits = tf.where(keep, logits, NEG)
+    return logits
+
+
+def sample(logits, seed, step=0, temperature=1.0, top_k=None, top_p=None):
+    """Draw one id per row, reproducibly.
+
+    Args:
+        logits: float ``(batch, vocab_size)``.
+        seed: int; with ``step``, the key of TensorFlow's stateless random generator.
+        step: int, the generation step (a different draw each step).
+        temperature: > 0; 1 samples the model's distribution, lower is greedier.
+        top_k, top_p: see :func:`filter_logits`.
+
+    Returns:
+        int32 ``(batch,)``.
+
+    Raises:
+        ValueError: ``temperature <= 0``; as :func:`filter_logits`.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (use greedy for argmax), got {temperature}.")
+    logits = filter_logits(tf.convert_to_tensor(logits, tf.float32) / temperature, top_k,
+                           top_p)
+    return tf.cast(tf.random.stateless_categorical(logits, 1, seed=[int(seed), int(step)])[:, 0],
+                   tf.int32)
+
+
+def generate(model, prompt_ids, max_new_tokens, sampler="greedy", seed=0, temperature=1.0,
+             top_k=None, top_p=None):
+    """Continue prompts with a model's one-step call.
+
+    Args:
+        model: a :class:`zoo.models.LanguageModel` with ``initial_state`` and ``step``.
+        prompt_ids: int ``(batch, time)``, ``time >= 1`` (no padding).
+        max_new_tokens: number of ids to add, >= 0.
+        sampler: ``"greedy"`` or ``"sample"`` (with ``temperature``, ``top_k``, ``top_p``).
+        seed: int seed for ``"sample"``.
+
+    Returns:
+        int32 ``np.ndarray`` ``(batch, max_new_tokens)``, the new ids.
+
+    Raises:
+        ValueError: unknown sampler; an empty prompt.
+    """
+    if sampler not in ("greedy", "sample"):
+        raise ValueError(f"sampler must be 'greedy' or 'sample', got {sampler!r}.")
+    prompt_ids = np.asarray(prompt_ids, dtype=np.int32)
+    if prompt_ids.ndim != 2 or prompt_ids.shape[1] < 1:
+        raise ValueError(f"prompt_ids must be (batch, time) with time >= 1, got "
+                         f"{prompt_ids.shape}.")
+    states = model.initial_state(prompt_ids.shape[0])
+    for t in range(prompt_ids.shape[1]):
+        logits, states = model.step(tf.constant(prompt_ids[:, t]), states)
+    out = []
+    for i in range(max_new_tokens):
+        if sampler == "greedy":
+            ids = greedy(logits)
+        else:
+            ids = sample(logits, seed, i, temperature, top_k, top_p)
+        out.append(ids.numpy())
+        logits, states = model.step(ids, states)
+    return np.stack(out, axis=1) if out else np.zeros((prompt_ids.shape[0], 0), np.int32)
+
+
+def beam_search(model, prompt_ids, max_new_tokens, beam_width=4):
+    """The most likely continuations by beam search (summed log-probabilities, nats).
+
+    Args:
+        model: as :func:`generate`.
+        prompt_ids: int ``(batch, time)``.
+        max_new_tokens: >= 1.
+        beam_width: >= 1 beams per row.
+
+    Returns:
+        ``(ids, scores)``: int32 ``(batch, beam_width, max_new_tokens)`` best first, and
+        float ``(batch, beam_width)`` their log-probabilities.
+
+    Raises:
+        ValueError: ``beam_width < 1`` or ``max_new_tokens < 1``.
+    """
+    if beam_width < 1 or max_new_tokens < 1:
+        raise ValueError("beam_width and max_new_tokens must be >= 1.")
+    prompt_ids = np.asarray(prompt_ids, dtype=np.int32)
+    batch = prompt_ids.shape[0]
+    tiled = np.repeat(prompt_ids, beam_width, axis=0)  # (batch * beams, time)
+    states = model.initial_state(tiled.shape[0])
+    for t in range(tiled.shape[1]):
+        logits, states = model.step(tf.constant(tiled[:, t]), states)
+    scores = np.full((batch, beam_width), -np.inf)
+    scores[:, 0] = 0.0  # all beams start identical: only the first one expands at step 0
+    sequences = np.zeros((batch, beam_width, 0), np.int32)
+    for _ in range(max_new_tokens):
+        logp = tf.nn.log_softmax(tf.cast(logits, tf.float32)).numpy()
+        vocab = logp.shape[-1]
+        total = (scores[..., None] + logp.reshape(batch, beam_width, vocab)).reshape(batch, -1)
+        best = np.argsort(-total, axis=1, kind="stable")[:, :beam_width]
+        parents, tokens = best // vocab, (best % vocab).astype(np.int32)
+        scores = np.take_along_axis(total, best, axis=1)
+        sequences = np.concatenate(
+            [np.take_along_axis(sequences, parents[..., None], axis=1), tokens[..., None]],
+            axis=2)
+        flat_parents = (parents + np.arange(batch)[:, None] * beam_width).reshape(-1)
+        states = [tf.gather(s, flat_parents) for s in states]
+        logits, states = model.step(tf.constant(tokens.reshape(-1)), states)
+    return sequences, scores

@@ -1,0 +1,175 @@
+"""A small Transformer decoder language model, for comparison with the recurrent ones.
+
+Pre-LayerNorm decoder blocks (Vaswani et al. 2017, with the normalisation placement of
+GPT-2, Radford et al. 2019)::
+
+    x_0 = E[token] + P[position]
+    x   = x + MHA(LN(x), causal)          (zoo.MultiHeadAttention)
+    x   = x + W_2 gelu(W_1 LN(x))
+    logits = LN(x) E^T + b  (tied) or LN(x) W_out + b
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from zoo.attention import MultiHeadAttention
+from zoo.models import LanguageModel
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TransformerLanguageModel(LanguageModel):
+    """Decoder-only Transformer language model.
+
+    Args:
+        vocab_size: number of token ids.
+        model_dim: width of the residual stream (embedding size), divisible by ``num_heads``.
+        num_layers: decoder blocks, >= 1.
+        num_heads: attention heads per block.
+        ffn_dim: hidden width of each block's feed-forward network.
+        max_length: longest sequence (learned position embeddings); longer inputs raise.
+        dropout: rate after the embedding, attention and feed-forward outputs.
+        tie_embeddings: use the token embedding as the output layer (default True).
+        clipnorm, loss_reduction, **kwargs: see :class:`zoo.models.LanguageModel`.
+
+    Call arguments:
+        token_ids: int ``(batch, time)``, ``time <= max_length``; training: bool.
+
+    Returns:
+        logits float32 ``(batch, time, vocab_size)``.
+
+    One-step call: the states are, per block, the block's past inputs ``(batch, t,
+    model_dim)`` (keys and values are recomputed from them), then the position ``t``
+    ``(batch,)`` int32.
+
+    Raises:
+        ValueError: bad sizes; ``model_dim`` not divisible by ``num_heads``; an input longer
+            than ``max_length``; token ids that are not ``(batch, time)``; wrong states.
+    """
+
+    def __init__(self, vocab_size, model_dim=128, num_layers=2, num_heads=4, ffn_dim=512,
+                 max_length=256, dropout=0.0, tie_embeddings=True, clipnorm=1.0,
+                 loss_reduction="mean", **kwargs):
+        super().__init__(vocab_size, clipnorm=clipnorm, loss_reduction=loss_reduction, **kwargs)
+        for label, value in (("model_dim", model_dim), ("num_layers", num_layers),
+                             ("num_heads", num_heads), ("ffn_dim", ffn_dim),
+                             ("max_length", max_length)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{label} must be a positive int, got {value!r}.")
+        if model_dim % num_heads:
+            raise ValueError(f"model_dim ({model_dim}) must be divisible by num_heads "
+                             f"({num_heads}).")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        self.model_dim, self.num_layers, self.num_heads = model_dim, num_layers, num_heads
+        self.ffn_dim, self.max_length, self.dropout = ffn_dim, max_length, float(dropout)
+        self.tie_embeddings = tie_embeddings
+        self.embedding = keras.layers.Embedding(vocab_size, model_dim, name="embedding")
+        self.positions = keras.layers.Embedding(max_length, model_dim, name="positions")
+        self.blocks = []
+        for i in range(num_layers):
+            self.blocks.append({
+                "ln_1": keras.layers.LayerNormalization(epsilon=1e-5, name=f"ln_1_{i}"),
+                "attention": MultiHeadAttention(num_heads, model_dim // num_heads,
+                                                name=f"attention_{i}"),
+                "ln_2": keras.layers.LayerNormalization(epsilon=1e-5, name=f"ln_2_{i}"),
+                "ffn_1": keras.layers.Dense(ffn_dim, activation="gelu", name=f"ffn_1_{i}"),
+                "ffn_2": keras.layers.Dense(model_dim, name=f"ffn_2_{i}"),
+            })
+        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
+        self.dropout_layer = keras.layers.Dropout(self.dropout)
+        if tie_embeddings:
+            self.output_bias = self.add_weight(shape=(vocab_size,), initializer="zeros",
+                                               name="output_bias")
+        else:
+            self.head = keras.layers.Dense(vocab_size, name="logits")
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"{type(self).__name__} expects token ids of shape (batch, time), "
+                             f"got shape {tuple(input_shape)}.")
+        shape = tuple(input_shape) + (self.model_dim,)
+        self.embedding.build(input_shape)
+        self.positions.build(input_shape)
+        for block in self.blocks:
+            block["ln_1"].build(shape)
+            block["attention"].build(shape, shape)
+            block["ln_2"].build(shape)
+            block["ffn_1"].build(shape)
+            block["ffn_2"].build(shape[:-1] + (self.ffn_dim,))
+        self.final_norm.build(shape)
+        if not self.tie_embeddings:
+            self.head.build(shape)
+
+    def _check_ids(self, token_ids, rank):
+        if len(token_ids.shape) != rank:
+            shape = "(batch, time)" if rank == 2 else "(batch,)"
+            raise ValueError(f"{type(self).__name__} expects token ids of shape {shape}, got "
+                             f"shape {tuple(token_ids.shape)}.")
+
+    def _block(self, block, x, memory, training):
+        """One decoder block; ``memory`` is the normalised inputs that keys/values see."""
+        h = block["ln_1"](x)
+        mem = h if memory is None else memory
+        x = x + self.dropout_layer(block["attention"](h, mem, causal=True), training=training)
+        h = block["ln_2"](x)
+        return x + self.dropout_layer(block["ffn_2"](block["ffn_1"](h)), training=training)
+
+    def _logits(self, x):
+        x = self.final_norm(x)
+        if self.tie_embeddings:
+            return ops.matmul(x, ops.transpose(self.embedding.embeddings)) + self.output_bias
+        return self.head(x)
+
+    def features(self, token_ids, training=False):
+        """Residual stream after the last block, ``(batch, time, model_dim)``."""
+        self._check_ids(token_ids, 2)
+        time = token_ids.shape[1]
+        if time is not None and time > self.max_length:
+            raise ValueError(f"Sequence of {time} tokens is longer than max_length="
+                             f"{self.max_length}.")
+        positions = ops.arange(ops.shape(token_ids)[1])
+        x = self.embedding(token_ids) + self.positions(positions)[None]
+        x = self.dropout_layer(x, training=training)
+        for block in self.blocks:
+            x = self._block(block, x, None, training)
+        return x
+
+    def call(self, token_ids, training=False):
+        return self._logits(self.features(token_ids, training))
+
+    def next_token_logits(self, token_ids, lengths):
+        return self._logits(tf.gather(self.features(token_ids), lengths - 1, batch_dims=1))
+
+    def initial_state(self, batch_size):
+        """Per block an empty cache ``(batch, 0, model_dim)``, then position 0 ``(batch,)``."""
+        empty = ops.zeros((batch_size, 0, self.model_dim), dtype=self.compute_dtype)
+        return [empty] * self.num_layers + [ops.zeros((batch_size,), dtype="int32")]
+
+    def step(self, token_ids, states):
+        """One token per row: attends over the cached normalised inputs of every block."""
+        self._check_ids(token_ids, 1)
+        states = list(states)
+        if len(states) != self.num_layers + 1:
+            raise ValueError(f"{type(self).__name__}.step expects {self.num_layers + 1} state "
+                             f"tensors (from initial_state), got {len(states)}.")
+        position = states[-1]
+        if int(ops.max(position)) >= self.max_length:
+            raise ValueError(f"Generated past max_length={self.max_length} tokens.")
+        x = (self.embedding(token_ids) + self.positions(position))[:, None, :]
+        new_states = []
+        for block, cache in zip(self.blocks, states[:-1]):
+            memory = ops.concatenate([cache, block["ln_1"](x)], axis=1)
+            x = self._block(block, x, memory, training=False)
+            new_states.append(memory)
+        return self._logits(x[:, 0]), new_states + [position + 1]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(model_dim=self.model_dim, num_layers=self.num_layers,
+                      num_heads=self.num_heads, ffn_dim=self.ffn_dim,
+                      max_length=self.max_length, dropout=self.dropout,
+                      tie_embeddings=self.tie_embeddings)
+        return config
