@@ -272,3 +272,30 @@ def test_unroll_equals_the_loop(cls):
     unrolled(x)
     unrolled.set_weights(loop.get_weights())
     np.testing.assert_allclose(unrolled(x), loop(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("policy, dtype, atol", [("mixed_float16", "float16", 5e-3),
+                                                  ("mixed_bfloat16", "bfloat16", 5e-2)])
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+def test_mixed_precision_matches_the_keras_cell_and_computes_in_half_precision(name, policy,
+                                                                               dtype, atol):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        ours, theirs, x, states = _pair(name)
+        out_a = ours(x[:, :20], initial_state=states)
+        out_b = theirs(x[:, :20], initial_state=states)
+        assert keras.backend.standardize_dtype(out_a[0].dtype) == dtype
+        assert all(keras.backend.standardize_dtype(w.dtype) == "float32"
+                   for w in ours.weights)  # variables stay float32
+        for a, b in zip(out_a, out_b):
+            np.testing.assert_allclose(np.asarray(a, "float32"), np.asarray(b, "float32"),
+                                       atol=atol)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_a_mask_of_the_wrong_shape_is_a_value_error():
+    layer = keras.layers.RNN(LSTMCell(U), return_sequences=True)
+    x, states = _inputs(2)
+    with pytest.raises(ValueError, match=f"{T + 1}.*{T}"):  # given, then expected length
+        layer(x, initial_state=states, mask=np.ones((B, T + 1), bool))
