@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 
+from training.configs import CONFIGS
 from training.corpora import CORPORA, DATA_DIR_ENV, CorpusError, load_corpus
 
 # The preset names, without importing TensorFlow (keeps --help fast); checked against
@@ -34,6 +35,9 @@ def build_parser():
                     "global-norm clipping) and report valid and test perplexity.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    p.add_argument("--config", choices=sorted(CONFIGS), default=None,
+                   help="a named configuration (e.g. ptb-small, Zaremba et al. 2014); other "
+                        "flags override its values")
     p.add_argument("--corpus", choices=CORPORA, default="default",
                    help="'default' is the English text shipped with CPython (offline).")
     p.add_argument("--data-dir", default=None,
@@ -71,6 +75,10 @@ def build_parser():
     p.add_argument("--time-budget-minutes", type=float, default=None,
                    help="stop training after this many minutes (the epoch in progress ends "
                         "early), then evaluate")
+    p.add_argument("--carry-state", action=argparse.BooleanOptionalAction, default=None,
+                   help="lay the text out as --batch-size contiguous streams and carry the "
+                        "recurrent state from window to window (truncated BPTT); default: on "
+                        "for recurrent models")
     p.add_argument("--fresh", action="store_true",
                    help="ignore and delete the backup of an interrupted run in --output/backup "
                         "instead of resuming from it")
@@ -99,32 +107,15 @@ def check_args(args):
     return problems
 
 
-def progress_callback(minutes):
-    """A Keras callback that counts training batches and stops ``fit`` after ``minutes``
-    (None: no limit)."""
-    import keras
-
-    class Progress(keras.callbacks.Callback):
-        batches = 0
-
-        def on_train_begin(self, logs=None):
-            self.deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.batches += 1
-            if self.deadline is not None and time.monotonic() > self.deadline:
-                self.model.stop_training = True
-
-    return Progress()
-
-
 def train(args):
     """Run one training job from parsed flags; returns the metrics dict it saved."""
     import keras
     import numpy as np
 
-    from training.data import window_dataset
-    from zoo import NextWordPredictor, WordVectorizer, get_model
+    from training.callbacks import Progress, ResetStates
+    from training.data import stream_dataset, window_dataset
+    from zoo import PRESETS, NextWordPredictor, RecurrentLanguageModel, WordVectorizer, \
+        get_model
 
     keras.utils.set_random_seed(args.seed)
     started = time.monotonic()
@@ -142,15 +133,29 @@ def train(args):
     print("tokens: " + ", ".join(f"{k} {v.size:,}" for k, v in streams.items())
           + f"; vocabulary {vectorizer.vocab_size:,} ids", flush=True)
 
-    train_ds = window_dataset(streams["train"], args.bptt, args.batch_size, shuffle=True,
-                              seed=args.seed)
-    eval_batch = max(args.batch_size, 64)
-    valid_ds = window_dataset(streams["valid"], args.bptt, eval_batch)
-    test_ds = window_dataset(streams["test"], args.bptt, eval_batch)
+    recurrent = issubclass(PRESETS[args.model][0], RecurrentLanguageModel)
+    carry = recurrent if args.carry_state is None else args.carry_state
+    if carry and not recurrent:
+        raise ValueError(f"--carry-state needs a recurrent model; {args.model} has no state "
+                         "to carry.")
+    if carry:  # contiguous streams, state carried across windows, reset each epoch
+        train_ds, valid_ds, test_ds = (stream_dataset(streams[s], args.batch_size, args.bptt)
+                                       for s in ("train", "valid", "test"))
+    else:  # independent windows, shuffled, each from a zero state
+        train_ds = window_dataset(streams["train"], args.bptt, args.batch_size, shuffle=True,
+                                  seed=args.seed)
+        eval_batch = max(args.batch_size, 64)
+        valid_ds = window_dataset(streams["valid"], args.bptt, eval_batch)
+        test_ds = window_dataset(streams["test"], args.bptt, eval_batch)
+    print(f"windows: bptt {args.bptt}, batch {args.batch_size}, "
+          + ("state carried across windows" if carry else "independent shuffled windows"),
+          flush=True)
 
     overrides = {k: getattr(args, k) for k in ("embedding_dim", "units", "num_layers",
                                                 "dropout", "init_scale")
                  if getattr(args, k) is not None}
+    if carry:
+        overrides["stateful"] = True
     model = get_model(args.model, vectorizer.vocab_size, clipnorm=args.clipnorm or None,
                       loss_reduction=args.loss_reduction, **overrides)
     if args.optimizer == "adam":
@@ -158,7 +163,7 @@ def train(args):
     else:
         optimizer = keras.optimizers.SGD(args.learning_rate)
     model.compile(optimizer=optimizer)
-    model.build((None, args.bptt))
+    model.build((args.batch_size if carry else None, args.bptt))
     params = model.count_params()
     print(f"model: {args.model}, {params:,} parameters", flush=True)
 
@@ -168,8 +173,8 @@ def train(args):
         shutil.rmtree(backup_dir, ignore_errors=True)
     elif os.path.isdir(backup_dir):  # written by BackupAndRestore at each epoch end
         print(f"resuming the interrupted run from {backup_dir} (--fresh starts over)", flush=True)
-    progress = progress_callback(args.time_budget_minutes)
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir), progress]
+    progress = Progress(args.time_budget_minutes)
+    callbacks = [keras.callbacks.BackupAndRestore(backup_dir), progress, ResetStates()]
     if args.lr_decay != 1.0:
         def schedule(epoch, lr):
             return args.learning_rate * args.lr_decay ** max(0, epoch + 1 - args.decay_after)
@@ -193,7 +198,7 @@ def train(args):
 
     results = {}
     for split, ds in (("valid", valid_ds), ("test", test_ds)):
-        logs = model.evaluate(ds, verbose=0, return_dict=True)
+        logs = model.evaluate(ds, verbose=0, return_dict=True, callbacks=[ResetStates()])
         results[f"{split}_perplexity"] = float(logs["perplexity"])
         results[f"{split}_loss_nats_per_token"] = float(np.log(logs["perplexity"]))
     if not all(math.isfinite(v) for v in results.values()):
@@ -231,6 +236,9 @@ def train(args):
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.config:  # the configuration's values become defaults that flags override
+        parser.set_defaults(**CONFIGS[known.config])
     args = parser.parse_args(argv)
     problems = check_args(args)
     if problems:

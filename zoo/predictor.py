@@ -35,6 +35,8 @@ class NextWordPredictor:
                 f"The model predicts over {model.vocab_size} ids but the vocabulary has "
                 f"{vectorizer.vocab_size}: the model and vocabulary come from different runs."
             )
+        if getattr(model, "stateful", False):
+            model = model.stateless_copy()  # prompts come in batches of any size
         self.vectorizer = vectorizer
         self.model = model
         self._vocab = tf.constant(vectorizer.vocabulary)

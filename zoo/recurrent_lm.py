@@ -55,6 +55,10 @@ class RecurrentLanguageModel(LanguageModel):
             cell's default (orthogonal).
         init_scale: if set, weights start uniform in ``[-init_scale, init_scale]``.
         recurrent_dropout: per-sequence dropout on ``h_{t-1}`` inside the cells.
+        stateful: carry every layer's final state into the next batch (truncated BPTT over
+            contiguous streams; ``training.data.stream_dataset``). The batch size is then
+            fixed by the first call; ``reset_states()`` zeros the states. The attention memory
+            is not carried. Use :meth:`stateless_copy` for serving.
         clipnorm, loss_reduction, **kwargs: see :class:`zoo.models.LanguageModel`.
 
     Call arguments:
@@ -76,8 +80,8 @@ class RecurrentLanguageModel(LanguageModel):
     def __init__(self, vocab_size, cell="lstm", embedding="learned", embedding_dim=200,
                  units=200, num_layers=2, dropout=0.0, tie_embeddings=False, attention=None,
                  activation="tanh", recurrent_initializer=None, init_scale=None,
-                 recurrent_dropout=0.0, clipnorm=5.0, loss_reduction="sum_over_time",
-                 **kwargs):
+                 recurrent_dropout=0.0, stateful=False, clipnorm=5.0,
+                 loss_reduction="sum_over_time", **kwargs):
         super().__init__(vocab_size, clipnorm=clipnorm, loss_reduction=loss_reduction, **kwargs)
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}.")
@@ -101,6 +105,7 @@ class RecurrentLanguageModel(LanguageModel):
             tie_embeddings, attention
         self.activation, self.recurrent_initializer = activation, recurrent_initializer
         self.init_scale, self.recurrent_dropout = init_scale, float(recurrent_dropout)
+        self.stateful = bool(stateful)
 
         init = keras.initializers.RandomUniform(-init_scale, init_scale) if init_scale else None
 
@@ -121,7 +126,7 @@ class RecurrentLanguageModel(LanguageModel):
             cell_kwargs["unit_forget_bias"] = init is None
         self.rnn_layers = [
             keras.layers.RNN(CELLS[cell](units, **cell_kwargs), return_sequences=True,
-                             name=f"{cell}_{i}")
+                             stateful=self.stateful, name=f"{cell}_{i}")
             for i in range(num_layers)
         ]
         self.dropout_layer = keras.layers.Dropout(self.dropout)
@@ -207,6 +212,20 @@ class RecurrentLanguageModel(LanguageModel):
         only there (memory ``(batch, vocab)``, not ``(batch, time, vocab)``)."""
         return self._logits(tf.gather(self.features(token_ids), lengths - 1, batch_dims=1))
 
+    def reset_states(self):
+        """Zero the carried states of a stateful model (no-op otherwise)."""
+        for rnn in self.rnn_layers:
+            if rnn.stateful and rnn.states is not None:
+                rnn.reset_state()
+
+    def stateless_copy(self):
+        """The same model and weights with ``stateful=False`` (any batch size), for export."""
+        config = {**self.get_config(), "stateful": False}
+        copy = type(self).from_config(config)
+        copy.build((None, 1))
+        copy.set_weights(self.get_weights())
+        return copy
+
     # -- one step ---------------------------------------------------------------------------
     def initial_state(self, batch_size):
         """Zero cell states of every layer, then (with attention) an empty memory
@@ -247,7 +266,7 @@ class RecurrentLanguageModel(LanguageModel):
             dropout=self.dropout, tie_embeddings=self.tie_embeddings,
             attention=self.attention_type, activation=self.activation,
             recurrent_initializer=self.recurrent_initializer, init_scale=self.init_scale,
-            recurrent_dropout=self.recurrent_dropout)
+            recurrent_dropout=self.recurrent_dropout, stateful=self.stateful)
         return config
 
 

@@ -94,3 +94,23 @@ def test_every_token_after_the_first_is_a_target_once():
 def test_windows_reject_too_short_streams_and_bad_bptt(ids, bptt):
     with pytest.raises(ValueError):
         make_windows(ids, bptt)
+
+
+def test_streams_are_contiguous_rows_cut_into_windows():
+    from training.data import make_streams
+
+    inputs, targets = make_streams(np.arange(1, 12), batch_size=2, bptt=3)  # 11 tokens
+    # inputs 1..10 -> rows [1..5], [6..10]; windows of 3, the second padded
+    np.testing.assert_array_equal(inputs[0], [[1, 2, 3], [6, 7, 8]])
+    np.testing.assert_array_equal(inputs[1], [[4, 5, 0], [9, 10, 0]])
+    np.testing.assert_array_equal(targets[0], [[2, 3, 4], [7, 8, 9]])
+    np.testing.assert_array_equal(targets[1], [[5, 6, 0], [10, 11, 0]])
+
+
+def test_streams_make_every_token_after_the_first_a_target_once():
+    from training.data import make_streams
+
+    ids = np.random.default_rng(3).integers(2, 40, size=503)
+    _, targets = make_streams(ids, batch_size=7, bptt=5)
+    flat = targets.transpose(1, 0, 2).reshape(-1)  # row by row = text order
+    np.testing.assert_array_equal(flat[flat != 0], ids[1:])

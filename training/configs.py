@@ -1,0 +1,25 @@
+"""Named training configurations (``nwp-train --config NAME``); flags given on the command
+line override them.
+
+* ``ptb-small``: Zaremba, Sutskever & Vinyals 2014, "small" (their Table 1 reports valid
+  120.7 / test 114.5): 2 x 200 LSTM, no dropout, uniform init +-0.1, BPTT 20 with state
+  carried across windows, batch 20, SGD lr 1 halved each epoch after epoch 4, 13 epochs,
+  global-norm clip 5 on the loss summed over time.
+* ``ptb-medium``: their "medium" (86.2 / 82.7): 2 x 650, dropout 0.5, init +-0.05, BPTT 35,
+  lr 1 divided by 1.2 each epoch after epoch 6, 39 epochs.
+* ``ptb-small-tied``: the small size with tied input/output embeddings (Press & Wolf 2017)
+  and dropout 0.3.
+"""
+
+_ZAREMBA = dict(corpus="ptb", model="lstm", num_layers=2, optimizer="sgd", learning_rate=1.0,
+                clipnorm=5.0, loss_reduction="sum_over_time", carry_state=True)
+
+CONFIGS = {
+    "ptb-small": dict(_ZAREMBA, embedding_dim=200, units=200, dropout=0.0, init_scale=0.1,
+                      bptt=20, batch_size=20, lr_decay=0.5, decay_after=4, epochs=13),
+    "ptb-medium": dict(_ZAREMBA, embedding_dim=650, units=650, dropout=0.5, init_scale=0.05,
+                       bptt=35, batch_size=20, lr_decay=1 / 1.2, decay_after=6, epochs=39),
+    "ptb-small-tied": dict(_ZAREMBA, model="lstm-tied", embedding_dim=200, units=200,
+                           dropout=0.3, init_scale=0.1, bptt=20, batch_size=20, lr_decay=0.5,
+                           decay_after=6, epochs=13),
+}
