@@ -13,8 +13,11 @@ column notation, ``kernel = W_xh^T`` and ``recurrent_kernel = W_hh^T``.
 
 Dropout (Gal & Ghahramani 2016): ``dropout`` on the input ``x_t`` and ``recurrent_dropout``
 on ``h_{t-1}``, with **one mask per sequence**, drawn before the time loop and reused at every
-step. This relies on Keras's ``DropoutRNNCell`` mix-in (``keras.src``; the only way
-``keras.layers.RNN`` draws masks outside its loop), pinned with keras 3.15.
+step. All gates share the input mask and all gates share the recurrent mask (the "tied"
+variant); Keras's LSTM and GRU cells draw one recurrent mask per gate, so with dropout on,
+the zoo's and Keras's cells drop different units (same rates, same expectation). This relies
+on Keras's ``DropoutRNNCell`` mix-in (``keras.src``; the only way ``keras.layers.RNN`` draws
+masks outside its loop), pinned with keras 3.15.
 """
 
 from __future__ import annotations

@@ -57,6 +57,14 @@ def sequence_cross_entropy(targets, logits, sample_weight=None):
     return losses * mask, mask
 
 
+def _scale(grad, factor):
+    """``grad * factor`` for a dense tensor or a ``tf.IndexedSlices``."""
+    if isinstance(grad, tf.IndexedSlices):
+        return tf.IndexedSlices(grad.values * tf.cast(factor, grad.values.dtype), grad.indices,
+                                grad.dense_shape)
+    return grad * tf.cast(factor, grad.dtype)
+
+
 def _merge_duplicate_slices(grad):
     """Sum the rows of a ``tf.IndexedSlices`` that share an index; dense tensors pass."""
     if not isinstance(grad, tf.IndexedSlices):
@@ -124,7 +132,8 @@ class LanguageModel(keras.Model):
 
     def compile(self, optimizer="adam", **kwargs):
         super().compile(optimizer=optimizer, **kwargs)
-        clips = {k: getattr(self.optimizer, k, None)
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # loss scaling
+        clips = {k: getattr(inner, k, None)
                  for k in ("clipnorm", "global_clipnorm", "clipvalue")}
         if any(v is not None for v in clips.values()):
             raise ValueError(
@@ -181,18 +190,34 @@ class LanguageModel(keras.Model):
         self.loss_tracker.update_state(loss)
         self.perplexity_tracker.update_state(token_losses, sample_weight=mask)
 
+    def _loss_scale(self):
+        """The factor the optimizer divides gradients by: the dynamic loss scale of a
+        ``LossScaleOptimizer`` (``mixed_float16``), else ``loss_scale_factor`` or 1."""
+        opt = self.optimizer
+        if isinstance(opt, keras.optimizers.LossScaleOptimizer):  # as opt.scale_loss does
+            return tf.cast(opt.dynamic_scale if opt.built else opt.initial_scale, tf.float32)
+        return tf.constant(float(getattr(self.optimizer, "loss_scale_factor", None) or 1.0))
+
     def train_step(self, data):
+        """One BPTT step. Under loss scaling (``mixed_float16``) the scaled loss is
+        differentiated, the gradients are unscaled, *then* the norm is measured and clipped
+        in real units, and the optimizer gets them re-scaled (it divides by the scale and
+        skips the step if they overflowed)."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             logits = self(x, training=True)
             token_losses, mask = sequence_cross_entropy(y, logits, sample_weight)
             loss = self.combine_losses(token_losses, mask)
+            scaled_loss = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
-        grads = tape.gradient(loss, variables)
+        scale = self._loss_scale()
+        grads = [_scale(g, 1.0 / scale) for g in tape.gradient(scaled_loss, variables)]
         clipped, norm = self.clip_gradients(grads)
-        self.optimizer.apply(clipped, variables)
+        self.optimizer.apply([_scale(g, scale) for g in clipped], variables)
         self._update_metrics(loss, token_losses, mask)
-        self.gradient_norm_tracker.update_state(norm)
+        # An overflowed fp16 step (skipped by the optimizer) must not poison the epoch mean.
+        self.gradient_norm_tracker.update_state(
+            norm, sample_weight=tf.cast(tf.math.is_finite(norm), tf.float32))
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
@@ -206,6 +231,8 @@ class LanguageModel(keras.Model):
     def get_config(self):
         return {
             "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "vocab_size": self.vocab_size,
             "clipnorm": self.clipnorm,
             "loss_reduction": self.loss_reduction,

@@ -51,7 +51,8 @@ def get_model(name, vocab_size, **overrides):
     if name not in PRESETS:
         raise ValueError(f"Unknown model or preset {name!r}; known: {', '.join(PRESETS)}.")
     cls, defaults = PRESETS[name]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    accepted = (set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+                | {"name", "dtype", "trainable"})  # passed on to keras.Model
     unknown = set(overrides) - accepted
     if unknown:
         raise ValueError(f"Preset {name!r} ({cls.__name__}) does not take {sorted(unknown)}; "

@@ -52,7 +52,7 @@ class RecurrentLanguageModel(LanguageModel):
             ``"additive"``, ``"dot"``, ``"general"``, ``"scaled_dot"``, ``"multi_head"``.
         activation: the Elman cell's activation (``"tanh"`` or ``"relu"``).
         recurrent_initializer: of every cell (``"identity"`` for the IRNN); None keeps the
-            cell's default (orthogonal).
+            cell's default (orthogonal). Initializer objects are stored serialised.
         init_scale: if set, weights start uniform in ``[-init_scale, init_scale]``.
         recurrent_dropout: per-sequence dropout on ``h_{t-1}`` inside the cells.
         stateful: carry every layer's final state into the next batch (truncated BPTT over
@@ -65,7 +65,8 @@ class RecurrentLanguageModel(LanguageModel):
         token_ids: int ``(batch, time)``; training: bool.
 
     Returns:
-        logits float32 ``(batch, time, vocab_size)``.
+        logits float32 ``(batch, time, vocab_size)`` (the output layer computes in float32
+        under mixed precision).
 
     One-step call: :meth:`step` ``(token_ids (batch,), states) -> (logits (batch,
     vocab_size), new_states)`` from :meth:`initial_state`; the states are every layer's cell
@@ -99,6 +100,11 @@ class RecurrentLanguageModel(LanguageModel):
                 raise ValueError(f"{label} must be a positive int, got {value!r}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        if init_scale is not None and not init_scale > 0:
+            raise ValueError(f"init_scale must be > 0 or None, got {init_scale!r}.")
+        if recurrent_initializer is not None and not isinstance(recurrent_initializer, str):
+            recurrent_initializer = keras.initializers.serialize(
+                keras.initializers.get(recurrent_initializer))  # keeps get_config JSON
         self.cell_type, self.embedding_type = cell, embedding
         self.embedding_dim, self.units, self.num_layers = embedding_dim, units, num_layers
         self.dropout, self.tie_embeddings, self.attention_type = float(dropout), \
@@ -141,7 +147,7 @@ class RecurrentLanguageModel(LanguageModel):
         else:
             self.head = keras.layers.Dense(
                 vocab_size, kernel_initializer=pick("glorot_uniform"),
-                bias_initializer=pick("zeros"), name="logits")
+                bias_initializer=pick("zeros"), dtype="float32", name="logits")
 
     # -- building blocks ------------------------------------------------------------------
     def _check_ids(self, token_ids, rank):
@@ -162,7 +168,9 @@ class RecurrentLanguageModel(LanguageModel):
             return self.head(h)
         if self.units != self.embedding_dim:
             h = self.projection(h)
-        return ops.matmul(h, ops.transpose(self.embedding.embeddings)) + self.output_bias
+        table = ops.cast(self.embedding.embeddings, "float32")  # logits in float32
+        return ops.matmul(ops.cast(h, "float32"), ops.transpose(table)) + ops.cast(
+            self.output_bias, "float32")
 
     def _attend(self, h, memory, causal):
         context = self.attention(h, memory, causal=causal)
@@ -173,23 +181,28 @@ class RecurrentLanguageModel(LanguageModel):
             raise ValueError(f"{type(self).__name__} expects token ids of shape (batch, time), "
                              f"got shape {tuple(input_shape)}.")
         batch, time = input_shape
+
+        def build_once(layer, *shapes):  # step() may have built some already
+            if not layer.built:
+                layer.build(*shapes)
+
         if self.embedding_type == "learned":
-            self.embedding.build(input_shape)
+            build_once(self.embedding, input_shape)
             width = self.embedding_dim
         else:
             width = self.vocab_size
         for rnn in self.rnn_layers:
-            rnn.build((batch, time, width))
+            build_once(rnn, (batch, time, width))
             width = self.units
         shape = (batch, time, self.units)
         if self.attention_type is not None:
-            self.attention.build(shape, shape)
-            self.combine.build((batch, time, 2 * self.units))
+            build_once(self.attention, shape, shape)
+            build_once(self.combine, (batch, time, 2 * self.units))
         if self.tie_embeddings:
             if self.units != self.embedding_dim:
-                self.projection.build(shape)
+                build_once(self.projection, shape)
         else:
-            self.head.build(shape)
+            build_once(self.head, shape)
 
     # -- full sequence ----------------------------------------------------------------------
     def features(self, token_ids, training=False):
@@ -228,8 +241,11 @@ class RecurrentLanguageModel(LanguageModel):
 
     # -- one step ---------------------------------------------------------------------------
     def initial_state(self, batch_size):
-        """Zero cell states of every layer, then (with attention) an empty memory
-        ``(batch, 0, units)``; a flat list of tensors."""
+        """Zero cell states of every layer, each ``(batch_size, units)`` (LSTM: ``h`` then
+        ``c``), then (with attention) an empty memory ``(batch_size, 0, units)``; a flat
+        list of tensors in the compute dtype. Builds the model if needed."""
+        if not self.built:
+            self.build((batch_size if self.stateful else None, 1))
         states = []
         for rnn in self.rnn_layers:
             states.extend(rnn.cell.get_initial_state(batch_size))
@@ -238,7 +254,19 @@ class RecurrentLanguageModel(LanguageModel):
         return states
 
     def step(self, token_ids, states):
-        """One token per row; see the class docstring. Dropout is off."""
+        """One token per row, dropout off.
+
+        Args:
+            token_ids: int ``(batch,)``.
+            states: as returned by :meth:`initial_state` or the previous ``step``.
+
+        Returns:
+            ``(logits, new_states)``: float32 ``(batch, vocab_size)`` and the next states.
+
+        Raises:
+            ValueError: ids not ``(batch,)``; a wrong number of states or a state whose shape
+                is not ``(batch, units)`` (memory ``(batch, t, units)``).
+        """
         self._check_ids(token_ids, 1)
         per_layer = 2 if self.cell_type == "lstm" else 1
         expected = self.num_layers * per_layer + (self.attention_type is not None)
@@ -246,6 +274,15 @@ class RecurrentLanguageModel(LanguageModel):
         if len(states) != expected:
             raise ValueError(f"{type(self).__name__}.step expects {expected} state tensors "
                              f"(from initial_state), got {len(states)}.")
+        batch = token_ids.shape[0]
+        for i, state in enumerate(states):
+            want = ((batch, None, self.units) if i == len(states) - 1 and
+                    self.attention_type is not None else (batch, self.units))
+            got = tuple(state.shape)
+            if len(got) != len(want) or any(w is not None and g is not None and w != g
+                                            for w, g in zip(want, got)):
+                raise ValueError(f"State {i} has shape {got}; expected {want} for "
+                                 f"{batch} token ids (use initial_state({batch})).")
         x = self._embed(token_ids)
         new_states = []
         for i, rnn in enumerate(self.rnn_layers):

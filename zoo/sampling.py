@@ -30,23 +30,27 @@ def filter_logits(logits, top_k=None, top_p=None):
 
     Args:
         logits: float ``(batch, vocab_size)``.
-        top_k: keep the ``k`` largest (1 <= k); None: all.
+        top_k: keep the ``k`` largest (1 <= k); None: all. Tokens tied with the k-th are
+            kept too.
         top_p: keep the smallest most-likely set with cumulative probability >= p
             (0 < p <= 1); the most likely token is always kept.
 
     Raises:
-        ValueError: ``top_k < 1`` or ``top_p`` outside (0, 1].
+        ValueError: logits not rank 2; ``top_k`` not an int >= 1; ``top_p`` outside (0, 1].
     """
     logits = tf.convert_to_tensor(logits, tf.float32)
+    if logits.shape.rank != 2:
+        raise ValueError(f"logits must be (batch, vocab_size), got shape {logits.shape}.")
     if top_k is not None:
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}.")
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}.")
         k = min(int(top_k), logits.shape[-1])
         kth = tf.math.top_k(logits, k=k).values[:, -1:]
         logits = tf.where(logits < kth, NEG, logits)
     if top_p is not None:
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}.")
+    if top_p is not None and top_p < 1.0:  # p = 1 keeps every token
         order = tf.argsort(logits, axis=-1, direction="DESCENDING")
         sorted_logits = tf.gather(logits, order, batch_dims=1)
         cumulative = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True)
@@ -98,14 +102,15 @@ def generate(model, prompt_ids, max_new_tokens, sampler="greedy", seed=0, temper
         int32 ``np.ndarray`` ``(batch, max_new_tokens)``, the new ids.
 
     Raises:
-        ValueError: unknown sampler; an empty prompt.
+        ValueError: unknown sampler; ``max_new_tokens < 0``; a prompt that is not
+            ``(batch, time)`` with ``time >= 1``; the model's own limits (e.g. a Transformer's
+            ``max_length``).
     """
     if sampler not in ("greedy", "sample"):
         raise ValueError(f"sampler must be 'greedy' or 'sample', got {sampler!r}.")
-    prompt_ids = np.asarray(prompt_ids, dtype=np.int32)
-    if prompt_ids.ndim != 2 or prompt_ids.shape[1] < 1:
-        raise ValueError(f"prompt_ids must be (batch, time) with time >= 1, got "
-                         f"{prompt_ids.shape}.")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
+    prompt_ids = _check_prompt(prompt_ids)
     states = model.initial_state(prompt_ids.shape[0])
     for t in range(prompt_ids.shape[1]):
         logits, states = model.step(tf.constant(prompt_ids[:, t]), states)
@@ -116,12 +121,23 @@ def generate(model, prompt_ids, max_new_tokens, sampler="greedy", seed=0, temper
         else:
             ids = sample(logits, seed, i, temperature, top_k, top_p)
         out.append(ids.numpy())
-        logits, states = model.step(ids, states)
+        if i + 1 < max_new_tokens:  # no step after the last token
+            logits, states = model.step(ids, states)
     return np.stack(out, axis=1) if out else np.zeros((prompt_ids.shape[0], 0), np.int32)
 
 
+def _check_prompt(prompt_ids):
+    prompt_ids = np.asarray(prompt_ids, dtype=np.int32)
+    if prompt_ids.ndim != 2 or prompt_ids.shape[1] < 1:
+        raise ValueError(f"prompt_ids must be (batch, time) with time >= 1, got shape "
+                         f"{prompt_ids.shape}.")
+    return prompt_ids
+
+
 def beam_search(model, prompt_ids, max_new_tokens, beam_width=4):
-    """The most likely continuations by beam search (summed log-probabilities, nats).
+    """The most likely continuations by beam search (summed log-probabilities, nats), as in
+    statistical machine translation (Koehn 2004) and Sutskever et al. 2014. A beam that
+    would need more candidates than ``vocab ** max_new_tokens`` keeps ``-inf`` scores.
 
     Args:
         model: as :func:`generate`.
@@ -134,11 +150,12 @@ def beam_search(model, prompt_ids, max_new_tokens, beam_width=4):
         float ``(batch, beam_width)`` their log-probabilities.
 
     Raises:
-        ValueError: ``beam_width < 1`` or ``max_new_tokens < 1``.
+        ValueError: ``beam_width < 1`` or ``max_new_tokens < 1``; a prompt that is not
+            ``(batch, time)``; the model's own limits.
     """
     if beam_width < 1 or max_new_tokens < 1:
         raise ValueError("beam_width and max_new_tokens must be >= 1.")
-    prompt_ids = np.asarray(prompt_ids, dtype=np.int32)
+    prompt_ids = _check_prompt(prompt_ids)
     batch = prompt_ids.shape[0]
     tiled = np.repeat(prompt_ids, beam_width, axis=0)  # (batch * beams, time)
     states = model.initial_state(tiled.shape[0])
@@ -157,6 +174,8 @@ def beam_search(model, prompt_ids, max_new_tokens, beam_width=4):
         sequences = np.concatenate(
             [np.take_along_axis(sequences, parents[..., None], axis=1), tokens[..., None]],
             axis=2)
+        if sequences.shape[2] == max_new_tokens:
+            break  # no step after the last token
         flat_parents = (parents + np.arange(batch)[:, None] * beam_width).reshape(-1)
         states = [tf.gather(s, flat_parents) for s in states]
         logits, states = model.step(tf.constant(tokens.reshape(-1)), states)

@@ -84,24 +84,29 @@ class TransformerLanguageModel(LanguageModel):
             self.output_bias = self.add_weight(shape=(vocab_size,), initializer="zeros",
                                                name="output_bias")
         else:
-            self.head = keras.layers.Dense(vocab_size, name="logits")
+            self.head = keras.layers.Dense(vocab_size, dtype="float32", name="logits")
 
     def build(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(f"{type(self).__name__} expects token ids of shape (batch, time), "
                              f"got shape {tuple(input_shape)}.")
         shape = tuple(input_shape) + (self.model_dim,)
-        self.embedding.build(input_shape)
-        self.positions.build(input_shape)
+
+        def build_once(layer, *shapes):  # step() may have built some already
+            if not layer.built:
+                layer.build(*shapes)
+
+        build_once(self.embedding, input_shape)
+        build_once(self.positions, input_shape)
         for block in self.blocks:
-            block["ln_1"].build(shape)
-            block["attention"].build(shape, shape)
-            block["ln_2"].build(shape)
-            block["ffn_1"].build(shape)
-            block["ffn_2"].build(shape[:-1] + (self.ffn_dim,))
-        self.final_norm.build(shape)
+            build_once(block["ln_1"], shape)
+            build_once(block["attention"], shape, shape)
+            build_once(block["ln_2"], shape)
+            build_once(block["ffn_1"], shape)
+            build_once(block["ffn_2"], shape[:-1] + (self.ffn_dim,))
+        build_once(self.final_norm, shape)
         if not self.tie_embeddings:
-            self.head.build(shape)
+            build_once(self.head, shape)
 
     def _check_ids(self, token_ids, rank):
         if len(token_ids.shape) != rank:
@@ -119,8 +124,10 @@ class TransformerLanguageModel(LanguageModel):
 
     def _logits(self, x):
         x = self.final_norm(x)
-        if self.tie_embeddings:
-            return ops.matmul(x, ops.transpose(self.embedding.embeddings)) + self.output_bias
+        if self.tie_embeddings:  # logits in float32, also under mixed precision
+            table = ops.cast(self.embedding.embeddings, "float32")
+            return ops.matmul(ops.cast(x, "float32"), ops.transpose(table)) + ops.cast(
+            self.output_bias, "float32")
         return self.head(x)
 
     def features(self, token_ids, training=False):
@@ -128,7 +135,7 @@ class TransformerLanguageModel(LanguageModel):
         self._check_ids(token_ids, 2)
         time = token_ids.shape[1]
         if time is not None and time > self.max_length:
-            raise ValueError(f"Sequence of {time} tokens is longer than max_length="
+            raise ValueError(f"A sequence of {time} tokens is longer than max_length="
                              f"{self.max_length}.")
         positions = ops.arange(ops.shape(token_ids)[1])
         x = self.embedding(token_ids) + self.positions(positions)[None]
@@ -141,23 +148,51 @@ class TransformerLanguageModel(LanguageModel):
         return self._logits(self.features(token_ids, training))
 
     def next_token_logits(self, token_ids, lengths):
+        """Logits float32 ``(batch, vocab_size)`` at token ``lengths - 1`` of each row."""
         return self._logits(tf.gather(self.features(token_ids), lengths - 1, batch_dims=1))
 
     def initial_state(self, batch_size):
-        """Per block an empty cache ``(batch, 0, model_dim)``, then position 0 ``(batch,)``."""
+        """Per block an empty cache ``(batch_size, 0, model_dim)``, then the position 0
+        ``(batch_size,)`` int32. Builds the model if needed."""
+        if not self.built:
+            self.build((None, 1))
         empty = ops.zeros((batch_size, 0, self.model_dim), dtype=self.compute_dtype)
         return [empty] * self.num_layers + [ops.zeros((batch_size,), dtype="int32")]
 
     def step(self, token_ids, states):
-        """One token per row: attends over the cached normalised inputs of every block."""
+        """One token per row, attending over every block's cached normalised inputs.
+
+        Args:
+            token_ids: int ``(batch,)``.
+            states: from :meth:`initial_state` or the previous ``step``.
+
+        Returns:
+            ``(logits, new_states)``: float32 ``(batch, vocab_size)``; caches grown by one.
+
+        Raises:
+            ValueError: ids not ``(batch,)``; wrong states; eagerly, a position at or past
+                ``max_length`` (in a ``tf.function``: ``tf.errors.InvalidArgumentError``).
+        """
         self._check_ids(token_ids, 1)
         states = list(states)
         if len(states) != self.num_layers + 1:
             raise ValueError(f"{type(self).__name__}.step expects {self.num_layers + 1} state "
                              f"tensors (from initial_state), got {len(states)}.")
+        batch = token_ids.shape[0]
+        for i, cache in enumerate(states[:-1]):
+            got = tuple(cache.shape)
+            if len(got) != 3 or got[2] != self.model_dim or (
+                    None not in (batch, got[0]) and got[0] != batch):
+                raise ValueError(f"Cache {i} has shape {got}; expected ({batch}, t, "
+                                 f"{self.model_dim}) (use initial_state({batch})).")
         position = states[-1]
-        if int(ops.max(position)) >= self.max_length:
-            raise ValueError(f"Generated past max_length={self.max_length} tokens.")
+        message = (f"{type(self).__name__} reads at most max_length={self.max_length} tokens "
+                   "(prompt plus generated)")
+        if tf.executing_eagerly():
+            if int(ops.max(position)) >= self.max_length:
+                raise ValueError(f"{message}; token {int(ops.max(position)) + 1} asked for.")
+        else:
+            tf.debugging.assert_less(position, self.max_length, message=message)
         x = (self.embedding(token_ids) + self.positions(position))[:, None, :]
         new_states = []
         for block, cache in zip(self.blocks, states[:-1]):

@@ -41,6 +41,48 @@ def test_one_step_call_iterated_equals_the_full_sequence_call(name):
         np.testing.assert_allclose(logits, full[:, t], atol=2e-5, err_msg=f"step {t}")
 
 
+@pytest.mark.parametrize("attention", ["additive", "dot", "general", "multi_head"])
+def test_one_step_equals_full_call_for_every_attention_kind(attention):
+    model = _small("lstm-attention", attention=attention)
+    x = _ids(6)
+    full = np.asarray(model(x))
+    states = model.initial_state(B)
+    for t in range(T):
+        logits, states = model.step(tf.constant(x[:, t]), states)
+        np.testing.assert_allclose(logits, full[:, t], atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm-attention", "transformer"])
+def test_step_runs_inside_tf_function_and_the_model_stays_callable(name):
+    keras.utils.set_random_seed(3)
+    kwargs = SMALL.get(name, dict(units=12, embedding_dim=8))
+    model = get_model(name, V, **kwargs)  # not built: step() comes first
+    step = tf.function(model.step, reduce_retracing=True)
+    states = model.initial_state(2)
+    x = _ids(7)[:2]
+    for t in range(3):
+        logits, states = step(tf.constant(x[:, t]), states)
+    full = np.asarray(model(x[:, :3]))  # building after step() must work
+    np.testing.assert_allclose(logits, full[:, 2], atol=2e-5)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_mixed_float16_training_and_float32_logits(name):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _small(name)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        x = _ids(8)
+        y = np.roll(x, -1, axis=1)
+        assert keras.backend.standardize_dtype(model(x).dtype) == "float32"
+        first = model.train_on_batch(x, y, return_dict=True)["loss"]
+        for _ in range(10):
+            last = model.train_on_batch(x, y, return_dict=True)["loss"]
+        assert np.isfinite(last) and last < first
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_train_step_runs_and_lowers_the_loss(name):
     model = _small(name)
@@ -100,11 +142,30 @@ def test_wrong_states_and_ranks_are_value_errors():
     model = _small("lstm")
     with pytest.raises(ValueError, match="state tensors"):
         model.step(tf.constant([1, 2, 3]), model.initial_state(3)[:1])
+    with pytest.raises(ValueError, match=r"expected \(2, 12\)"):
+        model.step(tf.constant([1, 2]), model.initial_state(3))
+    attention = _small("lstm-attention")
+    states = attention.initial_state(2)
+    states[-1] = tf.zeros((2, 0, 5))
+    with pytest.raises(ValueError, match="State 4"):
+        attention.step(tf.constant([1, 2]), states)
     with pytest.raises(ValueError, match=r"\(batch,\)"):
         model.step(tf.constant([[1]]), model.initial_state(1))
     transformer = _small("transformer")
     with pytest.raises(ValueError, match="max_length"):
         transformer(np.ones((1, 17), "int32"))
+    with pytest.raises(ValueError, match="Cache 0"):
+        transformer.step(tf.constant([1, 2]), [tf.zeros((2, 0, 3))] * 2 + [tf.zeros(2, "int32")])
+
+
+def test_dtype_policy_and_initializer_objects_survive_get_config():
+    model = get_model("irnn", V, units=4, embedding_dim=3, dtype="mixed_bfloat16",
+                      recurrent_initializer=keras.initializers.Constant(0.25))
+    clone = type(model).from_config(model.get_config())
+    assert clone.dtype_policy.name == "mixed_bfloat16"
+    clone.build((None, 2))
+    np.testing.assert_allclose(clone.rnn_layers[0].cell.recurrent_kernel.numpy(),
+                               np.full((4, 4), 0.25))
 
 
 def test_every_layer_and_model_round_trips_through_keras_files_in_a_fresh_process(tmp_path):

@@ -177,3 +177,36 @@ def test_next_token_logits_equal_the_full_logits_at_each_rows_last_token():
     lengths = np.array([T, 1, 4], "int32")
     expected = np.asarray(model(x))[np.arange(B), lengths - 1]
     np.testing.assert_allclose(model.next_token_logits(x, lengths), expected, atol=1e-5)
+
+
+def test_mixed_float16_updates_by_the_clipped_gradient_in_real_units():
+    """Loss scaling must not leak into the update, the clipping or the reported norm."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(7)
+        model = LSTMLanguageModel(V, embedding_dim=4, units=5, num_layers=1, clipnorm=0.05)
+        model.compile(optimizer=keras.optimizers.SGD(100.0))
+        model.build((None, T))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        x, y = _batch(seed=4)
+        grads = _independent_gradients(model, x, y)
+        norm = np.sqrt(sum(np.sum(g.astype("float64") ** 2) for g in grads))
+        before = [v.numpy().copy() for v in model.trainable_variables]
+        logs = model.train_on_batch(x, y, return_dict=True)
+        steps = [(b - v.numpy()) / 100.0 for b, v in zip(before, model.trainable_variables)]
+        step_norm = np.sqrt(sum(np.sum(s.astype("float64") ** 2) for s in steps))
+        assert norm > 0.05
+        assert logs["gradient_norm"] == pytest.approx(norm, rel=2e-2)  # fp16 forward pass
+        assert step_norm == pytest.approx(0.05, rel=2e-2)  # clipped to the threshold
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_an_optimizer_that_clips_is_refused_under_loss_scaling_too():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = LSTMLanguageModel(V, embedding_dim=4, units=4)
+        with pytest.raises(ValueError, match="clips"):
+            model.compile(optimizer=keras.optimizers.SGD(1.0, clipnorm=1.0))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -45,8 +45,13 @@ def test_same_seed_same_draws_other_seed_other_draws():
     assert not np.array_equal(a, sample(logits, seed=8, step=3).numpy())
 
 
+def test_top_p_of_one_keeps_every_token_even_with_peaked_logits():
+    logits = np.array([[20.0, 0.0, -5.0, -10.0, -30.0]], "float32")
+    np.testing.assert_array_equal(filter_logits(logits, top_p=1.0), logits)
+
+
 @pytest.mark.parametrize("kwargs", [{"temperature": 0}, {"top_k": 0}, {"top_p": 0.0},
-                                    {"top_p": 1.5}])
+                                    {"top_p": 1.5}, {"top_k": 2.5}, {"top_k": True}])
 def test_bad_sampler_arguments(kwargs):
     with pytest.raises(ValueError):
         sample(LOGITS, seed=0, **kwargs)
@@ -67,6 +72,23 @@ def test_generate_greedy_equals_argmax_of_the_full_call(model):
     for _ in range(4):  # recompute from scratch with the full-sequence call
         seq = np.concatenate([seq, np.argmax(model(seq), -1)[:, -1:].astype("int32")], axis=1)
     np.testing.assert_array_equal(new, seq[:, 3:])
+
+
+def test_transformer_generates_up_to_exactly_max_length_tokens():
+    keras.utils.set_random_seed(0)
+    t = get_model("transformer", 7, model_dim=8, num_heads=2, ffn_dim=8, max_length=5)
+    assert generate(t, np.array([[1, 2, 3]]), max_new_tokens=2).shape == (1, 2)  # 5 fed
+    with pytest.raises(ValueError, match="max_length=5"):
+        generate(t, np.array([[1, 2, 3]]), max_new_tokens=4)
+
+
+def test_bad_prompts_are_value_errors(model):
+    with pytest.raises(ValueError, match="prompt_ids"):
+        beam_search(model, np.array([1, 2, 3]), 2)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(model, np.array([[1]]), -1)
+    with pytest.raises(ValueError, match="logits"):
+        sample(np.array([1.0, 2.0]), seed=0)
 
 
 def test_generate_with_a_seed_is_reproducible(model):
