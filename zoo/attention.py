@@ -32,13 +32,16 @@ def _large_negative(dtype):
 
 
 def causal_mask(q_len, k_len):
-    """bool ``(q_len, k_len)``: query ``i`` sees keys ``j <= i + k_len - q_len``."""
+    """bool ``(q_len, k_len)``: query ``i`` sees keys ``j <= i + k_len - q_len`` (aligned to
+    the last key; ``q_len <= k_len``), e.g. ``causal_mask(1, 3) == [[True, True, True]]``."""
     rows = ops.arange(q_len)[:, None] + (k_len - q_len)
     return rows >= ops.arange(k_len)[None, :]
 
 
 def combine_masks(scores_shape, value_mask=None, causal=False):
-    """The bool mask ``(batch, Tq, Tv)`` (or None) for scores of ``scores_shape``."""
+    """The bool mask ``(batch, Tq, Tv)`` (or None when there is nothing to mask) for scores
+    of shape ``(batch, Tq, Tv)``, from a bool/int ``value_mask (batch, Tv)`` (nonzero =
+    attend) and/or the causal mask."""
     mask = None
     if value_mask is not None:
         mask = ops.cast(value_mask, "bool")[:, None, :]

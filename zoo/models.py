@@ -57,6 +57,12 @@ def sequence_cross_entropy(targets, logits, sample_weight=None):
     return losses * mask, mask
 
 
+def build_once(layer, *shapes):
+    """``layer.build(*shapes)`` unless it is built (``step()`` may have built it first)."""
+    if not layer.built:
+        layer.build(*shapes)
+
+
 def _scale(grad, factor):
     """``grad * factor`` for a dense tensor or a ``tf.IndexedSlices``."""
     if isinstance(grad, tf.IndexedSlices):
@@ -146,6 +152,13 @@ class LanguageModel(keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+    def _check_ids(self, token_ids, rank):
+        """Raise ``ValueError`` unless ``token_ids`` has rank 2 ``(batch, time)`` or 1."""
+        if len(token_ids.shape) != rank:
+            shape = "(batch, time)" if rank == 2 else "(batch,)"
+            raise ValueError(f"{type(self).__name__} expects token ids of shape {shape}, got "
+                             f"shape {tuple(token_ids.shape)}.")
 
     def initial_state(self, batch_size):
         """The states before the first token, for :meth:`step`. Subclasses define it."""

@@ -15,7 +15,7 @@ from keras import ops
 
 from zoo.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention
 from zoo.cells import GRUCell, LSTMCell, RNNCell
-from zoo.models import LanguageModel
+from zoo.models import LanguageModel, build_once
 
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
 EMBEDDINGS = ("learned", "one_hot")
@@ -150,12 +150,6 @@ class RecurrentLanguageModel(LanguageModel):
                 bias_initializer=pick("zeros"), dtype="float32", name="logits")
 
     # -- building blocks ------------------------------------------------------------------
-    def _check_ids(self, token_ids, rank):
-        if len(token_ids.shape) != rank:
-            shape = "(batch, time)" if rank == 2 else "(batch,)"
-            raise ValueError(f"{type(self).__name__} expects token ids of shape {shape}, got "
-                             f"shape {tuple(token_ids.shape)}.")
-
     def _embed(self, token_ids):
         if self.embedding_type == "one_hot":
             return ops.one_hot(token_ids, self.vocab_size, dtype=self.compute_dtype)
@@ -181,10 +175,6 @@ class RecurrentLanguageModel(LanguageModel):
             raise ValueError(f"{type(self).__name__} expects token ids of shape (batch, time), "
                              f"got shape {tuple(input_shape)}.")
         batch, time = input_shape
-
-        def build_once(layer, *shapes):  # step() may have built some already
-            if not layer.built:
-                layer.build(*shapes)
 
         if self.embedding_type == "learned":
             build_once(self.embedding, input_shape)

@@ -16,7 +16,7 @@ import tensorflow as tf
 from keras import ops
 
 from zoo.attention import MultiHeadAttention
-from zoo.models import LanguageModel
+from zoo.models import LanguageModel, build_once
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -92,10 +92,6 @@ class TransformerLanguageModel(LanguageModel):
                              f"got shape {tuple(input_shape)}.")
         shape = tuple(input_shape) + (self.model_dim,)
 
-        def build_once(layer, *shapes):  # step() may have built some already
-            if not layer.built:
-                layer.build(*shapes)
-
         build_once(self.embedding, input_shape)
         build_once(self.positions, input_shape)
         for block in self.blocks:
@@ -107,12 +103,6 @@ class TransformerLanguageModel(LanguageModel):
         build_once(self.final_norm, shape)
         if not self.tie_embeddings:
             build_once(self.head, shape)
-
-    def _check_ids(self, token_ids, rank):
-        if len(token_ids.shape) != rank:
-            shape = "(batch, time)" if rank == 2 else "(batch,)"
-            raise ValueError(f"{type(self).__name__} expects token ids of shape {shape}, got "
-                             f"shape {tuple(token_ids.shape)}.")
 
     def _block(self, block, x, memory, training):
         """One decoder block; ``memory`` is the normalised inputs that keys/values see."""
