@@ -67,7 +67,9 @@ def build_parser():
                    help="multiply the learning rate by this each epoch after --decay-after")
     p.add_argument("--decay-after", type=int, default=0)
     p.add_argument("--clipnorm", type=float, default=5.0,
-                   help="global-norm clip threshold; 0 turns clipping off")
+                   help="global-norm clip threshold (Pascanu et al. 2013); 0 turns it off")
+    p.add_argument("--clipvalue", type=float, default=None,
+                   help="clip every gradient element to [-v, v] instead of the global norm")
     p.add_argument("--loss-reduction", choices=("sum_over_time", "mean"),
                    default="sum_over_time")
     p.add_argument("--max-train-tokens", type=int, default=None,
@@ -82,6 +84,13 @@ def build_parser():
     p.add_argument("--fresh", action="store_true",
                    help="ignore and delete the backup of an interrupted run in --output/backup "
                         "instead of resuming from it")
+    p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation perplexity "
+                        "and keep the best weights")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multi-worker"),
+                   default="default",
+                   help="tf.distribute strategy: mirrored = all local GPUs (or CPUs); "
+                        "multi-worker reads the cluster from $TF_CONFIG")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
                    help="Keras fit verbosity: 1 progress bar, 2 one line per epoch")
@@ -102,9 +111,24 @@ def check_args(args):
         problems.append("--learning-rate must be > 0")
     if args.clipnorm < 0:
         problems.append("--clipnorm must be > 0, or 0 to turn clipping off")
+    if args.clipvalue is not None and args.clipvalue <= 0:
+        problems.append("--clipvalue must be > 0")
+    if args.early_stopping is not None and args.early_stopping < 1:
+        problems.append("--early-stopping must be >= 1")
     if args.max_train_tokens is not None and args.max_train_tokens < 2:
         problems.append("--max-train-tokens must be >= 2")
     return problems
+
+
+def make_strategy(name):
+    """The ``tf.distribute`` strategy for ``--strategy``."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
 
 
 def train(args):
@@ -156,14 +180,17 @@ def train(args):
                  if getattr(args, k) is not None}
     if carry:
         overrides["stateful"] = True
-    model = get_model(args.model, vectorizer.vocab_size, clipnorm=args.clipnorm or None,
-                      loss_reduction=args.loss_reduction, **overrides)
-    if args.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(args.learning_rate)
-    else:
-        optimizer = keras.optimizers.SGD(args.learning_rate)
-    model.compile(optimizer=optimizer)
-    model.build((args.batch_size if carry else None, args.bptt))
+    clipnorm = None if args.clipvalue is not None else (args.clipnorm or None)
+    with make_strategy(args.strategy).scope():
+        model = get_model(args.model, vectorizer.vocab_size, clipnorm=clipnorm,
+                          clipvalue=args.clipvalue, loss_reduction=args.loss_reduction,
+                          **overrides)
+        if args.optimizer == "adam":
+            optimizer = keras.optimizers.Adam(args.learning_rate)
+        else:
+            optimizer = keras.optimizers.SGD(args.learning_rate)
+        model.compile(optimizer=optimizer)
+        model.build((args.batch_size if carry else None, args.bptt))
     params = model.count_params()
     print(f"model: {args.model}, {params:,} parameters", flush=True)
 
@@ -174,7 +201,17 @@ def train(args):
     elif os.path.isdir(backup_dir):  # written by BackupAndRestore at each epoch end
         print(f"resuming the interrupted run from {backup_dir} (--fresh starts over)", flush=True)
     progress = Progress(args.time_budget_minutes)
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir), progress, ResetStates()]
+    callbacks = [
+        keras.callbacks.BackupAndRestore(backup_dir), progress, ResetStates(),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(args.output, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
+            save_weights_only=True),
+        keras.callbacks.TensorBoard(os.path.join(args.output, "logs")),
+    ]
+    if args.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            "val_perplexity", patience=args.early_stopping, mode="min",
+            restore_best_weights=True))
     if args.lr_decay != 1.0:
         def schedule(epoch, lr):
             return args.learning_rate * args.lr_decay ** max(0, epoch + 1 - args.decay_after)

@@ -99,13 +99,16 @@ class LanguageModel(keras.Model):
 
     The gradient of ``L`` is clipped with ``tf.clip_by_global_norm(grads, clipnorm)`` in
     ``train_step`` (not by the optimizer), then applied. ``fit`` reports ``loss`` (``L``,
-    epoch mean), ``perplexity`` (exp of the token-weighted mean loss per token) and
-    ``gradient_norm`` (the global norm *before* clipping, epoch mean). ``evaluate`` reports
+    epoch mean), ``perplexity`` (exp of the token-weighted mean loss per token),
+    ``gradient_norm`` (the global norm *before* clipping, epoch mean) and
+    ``clipped_fraction`` (the fraction of steps that clipping changed). ``evaluate`` reports
     ``loss`` and ``perplexity``.
 
     Args:
         vocab_size: number of token ids (logits' last axis), >= 2.
         clipnorm: global-norm threshold (> 0), or None for no clipping. Default 5.0.
+        clipvalue: element-wise threshold (> 0) instead of ``clipnorm`` (give one, or
+            neither for no clipping).
         loss_reduction: ``"sum_over_time"`` or ``"mean"``.
         **kwargs: passed to ``keras.Model``.
 
@@ -115,26 +118,34 @@ class LanguageModel(keras.Model):
             ``clipvalue`` set), which would clip twice.
     """
 
-    def __init__(self, vocab_size, clipnorm=5.0, loss_reduction="sum_over_time", **kwargs):
+    def __init__(self, vocab_size, clipnorm=5.0, loss_reduction="sum_over_time",
+                 clipvalue=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"vocab_size must be an int >= 2, got {vocab_size!r}.")
         if clipnorm is not None and not clipnorm > 0:
             raise ValueError(f"clipnorm must be > 0 or None (no clipping), got {clipnorm!r}.")
+        if clipvalue is not None and not clipvalue > 0:
+            raise ValueError(f"clipvalue must be > 0 or None, got {clipvalue!r}.")
+        if clipnorm is not None and clipvalue is not None:
+            raise ValueError("Give clipnorm (global norm) or clipvalue (element-wise), not both.")
         if loss_reduction not in LOSS_REDUCTIONS:
             raise ValueError(
                 f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {loss_reduction!r}."
             )
         self.vocab_size = vocab_size
         self.clipnorm = None if clipnorm is None else float(clipnorm)
+        self.clipvalue = None if clipvalue is None else float(clipvalue)
         self.loss_reduction = loss_reduction
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.perplexity_tracker = Perplexity(name="perplexity")
         self.gradient_norm_tracker = keras.metrics.Mean(name="gradient_norm")
+        self.clipped_tracker = keras.metrics.Mean(name="clipped_fraction")
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.perplexity_tracker, self.gradient_norm_tracker]
+        return [self.loss_tracker, self.perplexity_tracker, self.gradient_norm_tracker,
+                self.clipped_tracker]
 
     def compile(self, optimizer="adam", **kwargs):
         super().compile(optimizer=optimizer, **kwargs)
@@ -187,7 +198,11 @@ class LanguageModel(keras.Model):
         return total / ops.cast(ops.shape(token_losses)[0], "float32")
 
     def clip_gradients(self, grads):
-        """Return ``(clipped_grads, global_norm_before_clipping)``.
+        """Return ``(clipped_grads, global_norm_before_clipping, clipped)``.
+
+        ``clipnorm``: ``tf.clip_by_global_norm`` (Pascanu et al. 2013); ``clipvalue``: every
+        element into ``[-clipvalue, clipvalue]`` (char-rnn's rule); neither: unchanged.
+        ``clipped`` is 1.0 if clipping changed the gradient, else 0.0.
 
         Sparse gradients (``tf.IndexedSlices``, from the embedding) are first summed over
         repeated token ids: ``tf.clip_by_global_norm`` would otherwise take the norm of the
@@ -195,9 +210,19 @@ class LanguageModel(keras.Model):
         a batch.
         """
         grads = [_merge_duplicate_slices(g) for g in grads]
-        if self.clipnorm is None:
-            return grads, tf.linalg.global_norm(grads)
-        return tf.clip_by_global_norm(grads, self.clipnorm)
+        norm = tf.linalg.global_norm(grads)
+        if self.clipnorm is not None:
+            clipped, _ = tf.clip_by_global_norm(grads, self.clipnorm, use_norm=norm)
+            return clipped, norm, tf.cast(norm > self.clipnorm, tf.float32)
+        if self.clipvalue is not None:
+            v = self.clipvalue
+            clipped = [tf.IndexedSlices(tf.clip_by_value(g.values, -v, v), g.indices,
+                                        g.dense_shape) if isinstance(g, tf.IndexedSlices)
+                       else tf.clip_by_value(g, -v, v) for g in grads]
+            peak = tf.reduce_max([tf.reduce_max(tf.abs(g.values if isinstance(
+                g, tf.IndexedSlices) else g)) for g in grads])
+            return clipped, norm, tf.cast(peak > v, tf.float32)
+        return grads, norm, tf.constant(0.0)
 
     def _update_metrics(self, loss, token_losses, mask):
         self.loss_tracker.update_state(loss)
@@ -212,10 +237,16 @@ class LanguageModel(keras.Model):
         return tf.constant(float(getattr(self.optimizer, "loss_scale_factor", None) or 1.0))
 
     def train_step(self, data):
-        """One BPTT step. Under loss scaling (``mixed_float16``) the scaled loss is
-        differentiated, the gradients are unscaled, *then* the norm is measured and clipped
-        in real units, and the optimizer gets them re-scaled (it divides by the scale and
-        skips the step if they overflowed)."""
+        """One BPTT step: per-step losses, their combination, clipping, the update.
+
+        Under loss scaling (``mixed_float16``) the scaled loss is differentiated, the
+        gradients are unscaled, *then* measured and clipped in real units, and the optimizer
+        gets them re-scaled (it divides by the scale and skips the step if they overflowed).
+        Under a ``tf.distribute`` strategy with ``n`` replicas, each replica's gradient (of
+        its own batch's loss) is all-reduced to the global batch's gradient *before* it is
+        measured and clipped, then handed to the optimizer divided by ``n`` (the optimizer
+        sums replicas), so the update equals one single-device step on the global batch.
+        """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             logits = self(x, training=True)
@@ -225,12 +256,18 @@ class LanguageModel(keras.Model):
         variables = self.trainable_variables
         scale = self._loss_scale()
         grads = [_scale(g, 1.0 / scale) for g in tape.gradient(scaled_loss, variables)]
-        clipped, norm = self.clip_gradients(grads)
-        self.optimizer.apply([_scale(g, scale) for g in clipped], variables)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            context = tf.distribute.get_replica_context()
+            grads = [tf.convert_to_tensor(g) for g in grads]  # dense for the all-reduce
+            grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
+        clipped, norm, was_clipped = self.clip_gradients(grads)
+        self.optimizer.apply([_scale(g, scale / replicas) for g in clipped], variables)
         self._update_metrics(loss, token_losses, mask)
         # An overflowed fp16 step (skipped by the optimizer) must not poison the epoch mean.
-        self.gradient_norm_tracker.update_state(
-            norm, sample_weight=tf.cast(tf.math.is_finite(norm), tf.float32))
+        finite = tf.cast(tf.math.is_finite(norm), tf.float32)
+        self.gradient_norm_tracker.update_state(norm, sample_weight=finite)
+        self.clipped_tracker.update_state(was_clipped)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
@@ -248,5 +285,6 @@ class LanguageModel(keras.Model):
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "vocab_size": self.vocab_size,
             "clipnorm": self.clipnorm,
+            "clipvalue": self.clipvalue,
             "loss_reduction": self.loss_reduction,
         }

@@ -59,7 +59,8 @@ class RecurrentLanguageModel(LanguageModel):
             contiguous streams; ``training.data.stream_dataset``). The batch size is then
             fixed by the first call; ``reset_states()`` zeros the states. The attention memory
             is not carried. Use :meth:`stateless_copy` for serving.
-        clipnorm, loss_reduction, **kwargs: see :class:`zoo.models.LanguageModel`.
+        clipnorm, clipvalue, loss_reduction, **kwargs: see
+            :class:`zoo.models.LanguageModel`.
 
     Call arguments:
         token_ids: int ``(batch, time)``; training: bool.
@@ -82,8 +83,9 @@ class RecurrentLanguageModel(LanguageModel):
                  units=200, num_layers=2, dropout=0.0, tie_embeddings=False, attention=None,
                  activation="tanh", recurrent_initializer=None, init_scale=None,
                  recurrent_dropout=0.0, stateful=False, clipnorm=5.0,
-                 loss_reduction="sum_over_time", **kwargs):
-        super().__init__(vocab_size, clipnorm=clipnorm, loss_reduction=loss_reduction, **kwargs)
+                 loss_reduction="sum_over_time", clipvalue=None, **kwargs):
+        super().__init__(vocab_size, clipnorm=clipnorm, loss_reduction=loss_reduction,
+                         clipvalue=clipvalue, **kwargs)
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}.")
         if embedding not in EMBEDDINGS:

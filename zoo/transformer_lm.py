@@ -32,7 +32,8 @@ class TransformerLanguageModel(LanguageModel):
         max_length: longest sequence (learned position embeddings); longer inputs raise.
         dropout: rate after the embedding, attention and feed-forward outputs.
         tie_embeddings: use the token embedding as the output layer (default True).
-        clipnorm, loss_reduction, **kwargs: see :class:`zoo.models.LanguageModel`.
+        clipnorm, clipvalue, loss_reduction, **kwargs: see
+            :class:`zoo.models.LanguageModel`.
 
     Call arguments:
         token_ids: int ``(batch, time)``, ``time <= max_length``; training: bool.
@@ -51,8 +52,9 @@ class TransformerLanguageModel(LanguageModel):
 
     def __init__(self, vocab_size, model_dim=128, num_layers=2, num_heads=4, ffn_dim=512,
                  max_length=256, dropout=0.0, tie_embeddings=True, clipnorm=1.0,
-                 loss_reduction="mean", **kwargs):
-        super().__init__(vocab_size, clipnorm=clipnorm, loss_reduction=loss_reduction, **kwargs)
+                 loss_reduction="mean", clipvalue=None, **kwargs):
+        super().__init__(vocab_size, clipnorm=clipnorm, loss_reduction=loss_reduction,
+                         clipvalue=clipvalue, **kwargs)
         for label, value in (("model_dim", model_dim), ("num_layers", num_layers),
                              ("num_heads", num_heads), ("ffn_dim", ffn_dim),
                              ("max_length", max_length)):

@@ -71,3 +71,38 @@ def test_a_corpus_shorter_than_one_window_is_refused_before_training(tmp_path):
     proc = run_cli("training.cli", *TINY[:-2], "--bptt", "5000", "--output", tmp_path,
                    check=False)
     assert proc.returncode == 2 and "shorter than one window" in proc.stderr
+
+
+def test_a_run_killed_mid_epoch_resumes_without_losing_or_repeating_an_epoch(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    args = [sys.executable, "-m", "training.cli", "--corpus", "default", "--epochs", "3",
+            "--max-train-tokens", "100000", "--units", "48", "--embedding-dim", "48",
+            "--num-layers", "1", "--max-vocab", "500", "--verbose", "2", "--output",
+            str(tmp_path)]
+    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "checkpoints" / "epoch-001.weights.h5").exists():
+        assert first.poll() is None and time.monotonic() < deadline, "epoch 1 never ended"
+        time.sleep(0.05)
+    # BackupAndRestore runs before ModelCheckpoint at epoch end: the epoch-1 backup is
+    # complete, and epoch 2 has just begun.
+    assert not (tmp_path / "checkpoints" / "epoch-002.weights.h5").exists(), "epoch 2 too fast"
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (tmp_path / "model.keras").exists()
+
+    second = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    output = second.stdout + second.stderr
+    assert "resuming the interrupted run" in output
+    assert "Epoch 1/3" not in output and "Epoch 2/3" in output and "Epoch 3/3" in output
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "epoch-001.weights.h5", "epoch-002.weights.h5", "epoch-003.weights.h5"]
+    assert (tmp_path / "model.keras").exists() and not (tmp_path / "backup").exists()

@@ -210,3 +210,35 @@ def test_an_optimizer_that_clips_is_refused_under_loss_scaling_too():
             model.compile(optimizer=keras.optimizers.SGD(1.0, clipnorm=1.0))
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_sum_over_time_gradients_are_time_steps_times_the_mean_gradients():
+    x, y = _batch(seed=5)
+    grads = {}
+    for reduction in ("sum_over_time", "mean"):
+        model = _model(clipnorm=None, reduction=reduction)
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            from zoo.models import sequence_cross_entropy
+            loss = model.combine_losses(*sequence_cross_entropy(y, logits))
+        grads[reduction] = [tf.convert_to_tensor(g).numpy()
+                            for g in tape.gradient(loss, model.trainable_variables)]
+    for s, m in zip(grads["sum_over_time"], grads["mean"]):
+        np.testing.assert_allclose(s, T * m, rtol=1e-4, atol=1e-7)
+
+
+def test_clip_by_value_bounds_every_element_and_counts_clipped_steps():
+    keras.utils.set_random_seed(7)
+    model = LSTMLanguageModel(V, embedding_dim=4, units=5, num_layers=1, clipnorm=None,
+                              clipvalue=1e-3)
+    model.compile(optimizer=keras.optimizers.SGD(1e4))
+    model.build((None, T))
+    x, y = _batch(seed=6)
+    grads = _independent_gradients(model, x, y)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    for b, v, g in zip(before, model.trainable_variables, grads):
+        np.testing.assert_allclose((b - v.numpy()) / 1e4, np.clip(g, -1e-3, 1e-3), atol=1e-6)
+    assert logs["clipped_fraction"] == 1.0
+    with pytest.raises(ValueError, match="not both"):
+        LSTMLanguageModel(V, clipnorm=1.0, clipvalue=1.0)
