@@ -146,7 +146,8 @@ def train(args):
     corpus = load_corpus(args.corpus, args.data_dir, allow_download=not args.no_download)
     print(f"corpus: {corpus.description}", flush=True)
     vectorizer = WordVectorizer.fit(corpus.train, corpus.standardize,
-                                    max_tokens=args.max_vocab, min_count=args.min_count)
+                                    max_tokens=args.max_vocab, min_count=args.min_count,
+                                    split=corpus.split)
     streams = {split: vectorizer.encode_lines(getattr(corpus, split))
                for split in ("train", "valid", "test")}
     if args.max_train_tokens:
@@ -238,6 +239,10 @@ def train(args):
         logs = model.evaluate(ds, verbose=0, return_dict=True, callbacks=[ResetStates()])
         results[f"{split}_perplexity"] = float(logs["perplexity"])
         results[f"{split}_loss_nats_per_token"] = float(np.log(logs["perplexity"]))
+    if corpus.split == "character":
+        for split in ("valid", "test"):
+            results[f"{split}_bits_per_character"] = (results[f"{split}_loss_nats_per_token"]
+                                                      / np.log(2))
     if not all(math.isfinite(v) for v in results.values()):
         raise FloatingPointError(
             f"Training diverged (valid perplexity {results['valid_perplexity']}); nothing was "
@@ -263,7 +268,8 @@ def train(args):
                    for k, v in history.history.items()}, f, indent=1)
     with open(os.path.join(args.output, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
-    print(f"valid perplexity {results['valid_perplexity']:.2f} | "
+    print(f"valid loss {results['valid_loss_nats_per_token']:.4f} nats/token | "
+          f"valid perplexity {results['valid_perplexity']:.2f} | "
           f"test perplexity {results['test_perplexity']:.2f} | "
           f"{metrics['train_tokens_per_second'] or 0:,.0f} train tokens/s | "
           f"wall {metrics['wall_seconds']:.0f} s | saved {args.output}", flush=True)

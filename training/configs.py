@@ -9,6 +9,8 @@ line override them.
   lr 1 divided by 1.2 each epoch after epoch 6, 39 epochs.
 * ``ptb-small-tied``: the small size with tied input/output embeddings (Press & Wolf 2017)
   and dropout 0.3.
+* ``shakespeare-char``: character-level Tiny Shakespeare, 2 x 256 LSTM, BPTT 100 with
+  carried state, Adam 2e-3, clip 5 on the per-character mean loss (char-rnn-like sizes).
 """
 
 _ZAREMBA = dict(corpus="ptb", model="lstm", num_layers=2, optimizer="sgd", learning_rate=1.0,
@@ -22,4 +24,9 @@ CONFIGS = {
     "ptb-small-tied": dict(_ZAREMBA, model="lstm-tied", embedding_dim=200, units=200,
                            dropout=0.3, init_scale=0.1, bptt=20, batch_size=20, lr_decay=0.5,
                            decay_after=6, epochs=13),
+    "shakespeare-char": dict(corpus="tiny-shakespeare-char", model="lstm", embedding_dim=64,
+                             units=256, num_layers=2, dropout=0.1, bptt=100, batch_size=32,
+                             optimizer="adam", learning_rate=2e-3, clipnorm=5.0,
+                             loss_reduction="mean", lr_decay=0.7, decay_after=3, epochs=8,
+                             carry_state=True),
 }

@@ -47,6 +47,7 @@ class Corpus:
         train, valid, test: lists of ``str`` lines, in corpus order.
         standardize: how the text is tokenised (see ``zoo.text.tokenize``): ``"none"`` for
             pre-tokenised corpora, ``"lower_punct"`` for raw text.
+        split: ``"whitespace"`` (words) or ``"character"`` (character-level corpora).
         description: one line saying what the corpus is and how it was split.
     """
 
@@ -56,6 +57,7 @@ class Corpus:
     test: list
     standardize: str
     description: str
+    split: str = "whitespace"
 
 
 _RAW = "https://raw.githubusercontent.com"
@@ -87,7 +89,7 @@ FILES = {
     },
 }
 
-CORPORA = ("default", "ptb", "wikitext-2", "tiny-shakespeare")
+CORPORA = ("default", "ptb", "wikitext-2", "tiny-shakespeare", "tiny-shakespeare-char")
 
 
 def resolve_data_dir(data_dir=None):
@@ -200,12 +202,16 @@ def load_corpus(name, data_dir=None, allow_download=True):
     """
     if name == "default":
         return embedded_default()
-    if name not in FILES:
+    if name not in CORPORA:
         raise CorpusError(f"Unknown corpus {name!r}; choose one of {', '.join(CORPORA)}.")
     data_dir = resolve_data_dir(data_dir)
-    if name == "tiny-shakespeare":
-        lines = _read_lines(FILES[name]["all"], data_dir, allow_download)
+    if name.startswith("tiny-shakespeare"):
+        lines = _read_lines(FILES["tiny-shakespeare"]["all"], data_dir, allow_download)
         train, valid, test = _split(lines, 0.05, 0.05)
+        if name == "tiny-shakespeare-char":
+            return Corpus(name, train, valid, test, "none",
+                          "Tiny Shakespeare as characters (newline = end of line), its 40,000 "
+                          "lines split 90/5/5 in order", split="character")
         return Corpus(name, train, valid, test, "lower_punct",
                       "Tiny Shakespeare as words, lines split 90/5/5 in order")
     splits = {split: _read_lines(remote, data_dir, allow_download)

@@ -25,6 +25,7 @@ EOS_TOKEN = "<eos>"
 UNK_TOKEN = "<unk>"
 
 STANDARDIZE_MODES = ("none", "lower_punct")
+SPLITS = ("whitespace", "character")
 
 
 def standardize_lower_punct(text):
@@ -49,21 +50,30 @@ def _standardizer(mode):
     raise ValueError(f"Unknown standardize mode {mode!r}; expected one of {STANDARDIZE_MODES}.")
 
 
-def tokenize(lines, standardize="none"):
+def tokenize(lines, standardize="none", split="whitespace"):
     """Split lines into tokens with the vectoriser's standardisation, in TensorFlow.
 
     Args:
         lines: list of ``str``.
-        standardize: ``"none"`` (split on white space only; for pre-tokenised corpora such
-            as PTB and WikiText-2) or ``"lower_punct"`` (see :func:`standardize_lower_punct`).
+        standardize: ``"none"`` (for pre-tokenised corpora such as PTB and WikiText-2) or
+            ``"lower_punct"`` (see :func:`standardize_lower_punct`).
+        split: ``"whitespace"`` (words) or ``"character"`` (Unicode characters, spaces
+            included; character-level models).
 
     Returns:
         ``tf.RaggedTensor`` of ``tf.string``, shape ``(lines, (tokens))``.
+
+    Raises:
+        ValueError: unknown ``standardize`` or ``split``.
     """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
     text = tf.constant(list(lines), dtype=tf.string)
     fn = _standardizer(standardize)
     if fn is not None:
         text = fn(text)
+    if split == "character":
+        return tf.strings.unicode_split(text, "UTF-8")
     return tf.strings.split(text)
 
 
@@ -74,7 +84,9 @@ class WordVectorizer:
         vocabulary: list of ``str`` tokens, most frequent first, without ``""`` and
             ``"[UNK]"`` (they are added at ids 0 and 1). Must contain ``eos_token``.
         standardize: ``"none"`` or ``"lower_punct"`` (see :func:`tokenize`).
-        eos_token: the end-of-line token, default ``"<eos>"``.
+        eos_token: the end-of-line token, default ``"<eos>"`` (``"\n"`` for characters).
+        split: ``"whitespace"`` (word level, default) or ``"character"`` (character level:
+            tokens are characters and the end of a line is the newline character).
 
     Raises:
         ValueError: empty vocabulary, duplicates, a missing ``eos_token`` or an unknown
@@ -84,7 +96,7 @@ class WordVectorizer:
     so the model sees the same token it was trained on for rare words.
     """
 
-    def __init__(self, vocabulary, standardize="none", eos_token=EOS_TOKEN):
+    def __init__(self, vocabulary, standardize="none", eos_token=EOS_TOKEN, split="whitespace"):
         vocabulary = [str(t) for t in vocabulary]
         if not vocabulary:
             raise ValueError("The vocabulary is empty: fit it on a corpus with some text first.")
@@ -97,11 +109,14 @@ class WordVectorizer:
         if eos_token not in vocabulary:
             raise ValueError(f"The vocabulary must contain the end-of-line token {eos_token!r}.")
         _standardizer(standardize)
+        if split not in SPLITS:
+            raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
         self.standardize = standardize
         self.eos_token = eos_token
+        self.split = split
         self.layer = keras.layers.TextVectorization(
             standardize=_standardizer(standardize),
-            split="whitespace",
+            split=split,
             output_mode="int",
             vocabulary=vocabulary,
             name="text_vectorization",
@@ -122,7 +137,8 @@ class WordVectorizer:
         return len(self._vocabulary)
 
     @classmethod
-    def fit(cls, lines, standardize="none", max_tokens=None, min_count=1, eos_token=EOS_TOKEN):
+    def fit(cls, lines, standardize="none", max_tokens=None, min_count=1, eos_token=None,
+            split="whitespace"):
         """Build a vocabulary from training lines.
 
         Args:
@@ -130,7 +146,9 @@ class WordVectorizer:
             standardize: see :func:`tokenize`.
             max_tokens: keep at most this many tokens (``eos_token`` always kept); None: all.
             min_count: drop tokens seen fewer times than this.
-            eos_token: appended once per line and always in the vocabulary.
+            eos_token: appended once per line and always in the vocabulary; default
+                ``"<eos>"``, or ``"\n"`` with ``split="character"``.
+            split: ``"whitespace"`` or ``"character"``.
 
         Returns:
             A :class:`WordVectorizer`. Ties in frequency are broken alphabetically, so the
@@ -139,7 +157,9 @@ class WordVectorizer:
         Raises:
             ValueError: no tokens in ``lines``.
         """
-        tokens = tokenize(lines, standardize).flat_values.numpy()
+        if eos_token is None:
+            eos_token = "\n" if split == "character" else EOS_TOKEN
+        tokens = tokenize(lines, standardize, split).flat_values.numpy()
         if tokens.size == 0:
             raise ValueError("Cannot fit a vocabulary: the text has no tokens.")
         counts = collections.Counter(t.decode("utf-8") for t in tokens)
@@ -151,7 +171,7 @@ class WordVectorizer:
             vocab = vocab[:max_tokens]
             if eos_token not in vocab:
                 vocab[-1] = eos_token
-        return cls(vocab, standardize=standardize, eos_token=eos_token)
+        return cls(vocab, standardize=standardize, eos_token=eos_token, split=split)
 
     def encode_lines(self, lines):
         """Turn lines into one contiguous id stream with ``<eos>`` after every line.
@@ -201,12 +221,18 @@ class WordVectorizer:
         return ids, lengths
 
     def save(self, directory):
-        """Write ``vocab.txt`` (one token per line, ids 2..) and ``text.json``."""
+        """Write ``vocab.txt`` (one token per line, ids 2..) and ``text.json``; a character
+        vocabulary (it has the newline and space tokens) goes into ``text.json`` instead."""
         os.makedirs(directory, exist_ok=True)
+        config = {"standardize": self.standardize, "eos_token": self.eos_token,
+                  "split": self.split}
+        if self.split == "character":
+            config["vocabulary"] = self._vocabulary[2:]
         with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(self._vocabulary[2:]) + "\n")
+            if self.split != "character":
+                f.write("\n".join(self._vocabulary[2:]) + "\n")
         with open(os.path.join(directory, "text.json"), "w", encoding="utf-8") as f:
-            json.dump({"standardize": self.standardize, "eos_token": self.eos_token}, f)
+            json.dump(config, f)
 
     @classmethod
     def load(cls, directory):
@@ -221,6 +247,8 @@ class WordVectorizer:
                 )
         with open(config_path, encoding="utf-8") as f:
             config = json.load(f)
-        with open(vocab_path, encoding="utf-8") as f:
-            vocab = f.read().split("\n")[:-1]
+        vocab = config.pop("vocabulary", None)
+        if vocab is None:
+            with open(vocab_path, encoding="utf-8") as f:
+                vocab = f.read().split("\n")[:-1]
         return cls(vocab, **config)

@@ -114,3 +114,14 @@ def test_streams_make_every_token_after_the_first_a_target_once():
     _, targets = make_streams(ids, batch_size=7, bptt=5)
     flat = targets.transpose(1, 0, 2).reshape(-1)  # row by row = text order
     np.testing.assert_array_equal(flat[flat != 0], ids[1:])
+
+
+def test_tiny_shakespeare_as_characters(shared_data):
+    from zoo import WordVectorizer
+
+    ts = load_corpus("tiny-shakespeare-char", shared_data, allow_download=False)
+    assert ts.split == "character"
+    vec = WordVectorizer.fit(ts.train, split="character")
+    assert vec.vocab_size - 2 <= 65  # 65 distinct characters in the whole file
+    ids = vec.encode_lines(ts.valid)
+    assert ids.size == sum(len(line) + 1 for line in ts.valid)

@@ -94,3 +94,15 @@ def test_reserved_tokens_are_refused_and_a_literal_unk_is_not_a_word():
         WordVectorizer(["[UNK]", "<eos>"])
     vec = WordVectorizer.fit(["the [UNK] cat", "the"], "none")
     assert vec.vocabulary.count("[UNK]") == 1
+
+
+def test_character_level_vocabulary_ids_and_round_trip(tmp_path):
+    vec = WordVectorizer.fit(["ab a", "b"], split="character")
+    # counts: a 2, b 2, " " 1, "\n" 2 (one per line) -> ties alphabetical: "\n" < a < b
+    assert vec.vocabulary == ["", "[UNK]", "\n", "a", "b", " "]
+    np.testing.assert_array_equal(vec.encode_lines(["ab a", "é"]), [3, 4, 5, 3, 2, 1, 2])
+    ids, lengths = vec.prompt_ids(tf.constant(["ba", ""]))
+    np.testing.assert_array_equal(ids.numpy(), [[2, 4, 3], [2, 0, 0]])
+    vec.save(tmp_path)
+    back = WordVectorizer.load(tmp_path)
+    assert back.vocabulary == vec.vocabulary and back.split == "character"
