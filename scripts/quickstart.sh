@@ -22,7 +22,7 @@ echo "== export to saved_models/nwp/<version>/"
 
 PORT=${PORT:-$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 echo "== serve on http://127.0.0.1:$PORT (TF Serving REST API)"
-"$VENV/bin/nwp-serve" --rest_api_port="$PORT" --model_name=nwp --model_base_path=saved_models/nwp &
+"$VENV/bin/nwp-serve" --port=0 --rest_api_port="$PORT" --model_name=nwp --model_base_path=saved_models/nwp &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT
 

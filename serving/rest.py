@@ -1,4 +1,5 @@
-"""``nwp-serve``: a REST server that speaks TensorFlow Serving's API (aiohttp).
+"""``nwp-serve``: a server that speaks TensorFlow Serving's REST API (aiohttp) and, on
+``--port``, its gRPC API (``serving.grpc_server``).
 
 Endpoints (``shared/reference/tf_serving_api.md``, section 1)::
 
@@ -10,7 +11,8 @@ Errors are ``{"error": "..."}`` with TF Serving's HTTP codes (400 bad request, 4
 model or version, 413 body over ``--max_request_bytes``). A bad request never stops the
 server. Flags use ``tensorflow_model_server``'s names, so the two can be swapped::
 
-    nwp-serve --rest_api_port=8501 --model_name=nwp --model_base_path=saved_models/nwp
+    nwp-serve --port=8500 --rest_api_port=8501 --model_name=nwp \
+        --model_base_path=saved_models/nwp
 
 The server binds 127.0.0.1 unless ``--host`` says otherwise, and loads the highest version
 under the base path before it starts listening, so an open port means a ready model.
@@ -182,6 +184,8 @@ def build_parser():
         description="Serve SavedModels over TensorFlow Serving's REST API.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--rest_api_port", type=int, default=8501)
+    p.add_argument("--port", type=int, default=8500,
+                   help="gRPC port (TF Serving's PredictionService and ModelService); 0: off")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind; 0.0.0.0 exposes the server to the network")
     p.add_argument("--model_name", default="nwp")
@@ -198,8 +202,9 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not 0 <= args.rest_api_port <= 65535:
-        parser.error(f"--rest_api_port must be in 0..65535, got {args.rest_api_port}")
+    for flag in ("rest_api_port", "port"):
+        if not 0 <= getattr(args, flag) <= 65535:
+            parser.error(f"--{flag} must be in 0..65535, got {getattr(args, flag)}")
     if args.max_batch_size_per_request < 1 or args.max_request_bytes < 1:
         parser.error("--max_batch_size_per_request and --max_request_bytes must be >= 1")
     manager = ModelManager({args.model_name: os.path.abspath(args.model_base_path)})
@@ -213,13 +218,22 @@ def main(argv=None):
     print(f"serving model {args.model_name!r} version {status['version']} from "
           f"{args.model_base_path} at http://{args.host}:{args.rest_api_port}/v1/models/"
           f"{args.model_name}", flush=True)
+    grpc_server = None
     try:
+        if args.port:
+            from serving.grpc_server import make_grpc_server
+
+            grpc_server = make_grpc_server(manager, args.host, args.port)
+            grpc_server.start()
+            print(f"gRPC on {args.host}:{args.port}", flush=True)
         web.run_app(make_app(manager, args.max_request_bytes, args.max_batch_size_per_request),
                     host=args.host, port=args.rest_api_port, print=None, shutdown_timeout=10.0)
     except OSError as err:
-        print(f"nwp-serve: error: cannot listen on {args.host}:{args.rest_api_port}: {err}",
-              file=sys.stderr)
+        print(f"nwp-serve: error: cannot listen on {args.host}: {err}", file=sys.stderr)
         return 2
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(grace=5).wait()
     return 0
 
 

@@ -58,12 +58,14 @@ def _free_port():
 
 
 @pytest.fixture(scope="session")
-def server(exported, tmp_path_factory):
-    """URL of nwp-serve running in its own process on the exported tiny model."""
-    port = _free_port()
+def serving_process(exported, tmp_path_factory):
+    """``(REST URL, gRPC target)`` of nwp-serve running in its own process on the exported
+    tiny model."""
+    port, grpc_port = _free_port(), _free_port()
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", "--model_name=nwp",
+        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", f"--port={grpc_port}",
+         "--model_name=nwp",
          f"--model_base_path={exported[0]}", "--max_request_bytes=100000",
          "--max_batch_size_per_request=1000"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -81,7 +83,19 @@ def server(exported, tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("server did not start in 120 s")
-    yield url
+    yield url, f"127.0.0.1:{grpc_port}"
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
+
+
+@pytest.fixture(scope="session")
+def server(serving_process):
+    """REST base URL of the running nwp-serve."""
+    return serving_process[0]
+
+
+@pytest.fixture(scope="session")
+def grpc_target(serving_process):
+    """``host:port`` of the running nwp-serve's gRPC API."""
+    return serving_process[1]

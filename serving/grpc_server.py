@@ -1,0 +1,154 @@
+"""TF Serving's gRPC API on the ``tensorflow-serving-api`` protos (grpcio).
+
+Services (``shared/reference/tf_serving_api.md``, section 5):
+
+* ``tensorflow.serving.PredictionService``: ``Predict``, ``GetModelMetadata`` (the
+  ``signature_def`` field), and ``Classify`` / ``Regress`` answering as TF Serving does for a
+  predict-only signature (INVALID_ARGUMENT);
+* ``tensorflow.serving.ModelService``: ``GetModelStatus``.
+
+Errors carry TensorFlow's status codes (NOT_FOUND for an unknown model or version,
+INVALID_ARGUMENT for a bad request), messages truncated at 1024 characters as TF Serving
+does. Clients: ``prediction_service_pb2_grpc.PredictionServiceStub`` with requests built by
+``tf.make_tensor_proto``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import grpc
+from google.protobuf import json_format
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving.errors import ServingError, invalid
+
+_MAX_MESSAGE = 1024
+
+
+def _abort(context, err):
+    message = err.message
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "...TRUNCATED"
+    context.abort(getattr(grpc.StatusCode, err.code), message)
+
+
+def _spec(model_spec):
+    """``(name, version or None, label or None)`` of a ``ModelSpec``."""
+    version = model_spec.version.value if model_spec.HasField("version") else None
+    label = model_spec.version_label if model_spec.WhichOneof("version_choice") == \
+        "version_label" else None
+    return model_spec.name, version, label
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """``PredictionService`` over a :class:`serving.servable.ModelManager`."""
+
+    def __init__(self, manager):
+        self.manager = manager
+
+    def Predict(self, request, context):  # noqa: N802 (the proto's name)
+        import tensorflow as tf
+
+        try:
+            servable = self.manager.get(*_spec(request.model_spec))
+            signature_name = request.model_spec.signature_name
+            key, sig = servable.signature(signature_name)
+            unknown = sorted(set(request.inputs) - set(sig.inputs))
+            if unknown:
+                raise invalid(f"input tensor alias not found in signature: {unknown[0]}. "
+                              f"Inputs expected to be in the set {{{','.join(sorted(sig.inputs))}}}.")
+            inputs = {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()}
+            outputs = servable.predict(signature_name, inputs)
+            wanted = list(request.output_filter) or sorted(outputs)
+            for alias in wanted:
+                if alias not in outputs:
+                    raise invalid(f"output tensor alias not found in signature: {alias}")
+            if len(set(wanted)) != len(wanted):
+                raise invalid("duplicate output tensor alias in output_filter")
+        except ServingError as err:
+            _abort(context, err)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = key
+        for alias in wanted:
+            response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
+        return response
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        try:
+            fields = list(request.metadata_field)
+            if not fields:
+                raise invalid("GetModelMetadataRequest must specify at least one "
+                              "metadata_field")
+            for field in fields:
+                if field != "signature_def":
+                    raise invalid(f"Metadata field {field} is not supported")
+            servable = self.manager.get(*_spec(request.model_spec))
+        except ServingError as err:
+            _abort(context, err)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in servable.signature_defs.items():
+            sig_map.signature_def[key].CopyFrom(sig)
+        response.metadata["signature_def"].Pack(sig_map)
+        return response
+
+    def _not_classifiable(self, request, context, verb):
+        try:
+            servable = self.manager.get(*_spec(request.model_spec))
+            _, sig = servable.signature(request.model_spec.signature_name)
+            raise invalid(f"Expected {verb} signature method_name to be "
+                          f"tensorflow/serving/{verb}. Was: {sig.method_name}")
+        except ServingError as err:
+            _abort(context, err)
+
+    def Classify(self, request, context):  # noqa: N802
+        self._not_classifiable(request, context, "classify")
+
+    def Regress(self, request, context):  # noqa: N802
+        self._not_classifiable(request, context, "regress")
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """``ModelService.GetModelStatus`` (the same data as REST ``GET /v1/models/<name>``)."""
+
+    def __init__(self, manager):
+        self.manager = manager
+
+    def GetModelStatus(self, request, context):  # noqa: N802
+        name, version, _ = _spec(request.model_spec)
+        try:
+            status = self.manager.status(name, version)
+        except ServingError as err:
+            _abort(context, err)
+        return json_format.ParseDict(status, get_model_status_pb2.GetModelStatusResponse())
+
+
+def make_grpc_server(manager, host, port, max_workers=8):
+    """A started-ready (not yet started) ``grpc.Server`` bound to ``host:port``.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
+                         options=[("grpc.max_receive_message_length", 64 << 20)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as err:
+        raise OSError(f"cannot bind gRPC to {host}:{port}: {err}") from None
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC to {host}:{port}")
+    return server

@@ -1,0 +1,106 @@
+"""The gRPC API through TF Serving's own stubs, as its clients call it."""
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+PROMPTS = ["the name of the", "", "return"]
+
+
+@pytest.fixture(scope="module")
+def channel(grpc_target):
+    with grpc.insecure_channel(grpc_target) as ch:
+        grpc.channel_ready_future(ch).result(timeout=60)
+        yield ch
+
+
+def _request(prompts, name="nwp", version=None):
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = name
+    if version is not None:
+        req.model_spec.version.value = version
+    req.inputs["text"].CopyFrom(tf.make_tensor_proto(prompts, dtype=tf.string))
+    return req
+
+
+def test_predict_equals_the_saved_model_in_process(channel, exported):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    resp = stub.Predict(_request(PROMPTS, version=1), timeout=30)
+    direct = tf.saved_model.load(str(exported[1])).signatures["serving_default"](
+        text=tf.constant(PROMPTS))
+    np.testing.assert_array_equal(tf.make_ndarray(resp.outputs["words"]),
+                                  direct["words"].numpy())
+    np.testing.assert_allclose(tf.make_ndarray(resp.outputs["probabilities"]),
+                               direct["probabilities"].numpy(), rtol=1e-6)
+    assert (resp.model_spec.name, resp.model_spec.version.value,
+            resp.model_spec.signature_name) == ("nwp", 1, "serving_default")
+
+
+def test_output_filter(channel):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    req = _request(["the"])
+    req.output_filter.append("words")
+    assert list(stub.Predict(req, timeout=30).outputs) == ["words"]
+
+
+def test_metadata_and_status(channel):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    req = get_model_metadata_pb2.GetModelMetadataRequest()
+    req.model_spec.name = "nwp"
+    req.metadata_field.append("signature_def")
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    stub.GetModelMetadata(req, timeout=30).metadata["signature_def"].Unpack(sig_map)
+    assert list(sig_map.signature_def["serving_default"].inputs) == ["text"]
+
+    status_stub = model_service_pb2_grpc.ModelServiceStub(channel)
+    status_req = get_model_status_pb2.GetModelStatusRequest()
+    status_req.model_spec.name = "nwp"
+    status = status_stub.GetModelStatus(status_req, timeout=30).model_version_status
+    assert [(s.version, s.state) for s in status] == [
+        (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+
+
+@pytest.mark.parametrize("make, code, text", [
+    (lambda: _request(["a"], name="other"), grpc.StatusCode.NOT_FOUND, "Latest(other)"),
+    (lambda: _request(["a"], version=9), grpc.StatusCode.NOT_FOUND, "Specific(nwp, 9)"),
+    (lambda: _bad_dtype(), grpc.StatusCode.INVALID_ARGUMENT, ""),
+    (lambda: _bad_alias(), grpc.StatusCode.INVALID_ARGUMENT, "alias not found"),
+])
+def test_errors_carry_tensorflow_status_codes_and_the_server_keeps_serving(channel, make,
+                                                                          code, text):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(make(), timeout=30)
+    assert info.value.code() == code and text in info.value.details()
+    assert stub.Predict(_request(["the"]), timeout=30).outputs["words"].tensor_shape.dim[1].size == 5
+
+
+def test_metadata_needs_the_signature_def_field(channel):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    req = get_model_metadata_pb2.GetModelMetadataRequest()
+    req.model_spec.name = "nwp"
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetModelMetadata(req, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at least one metadata_field" in info.value.details()
+
+
+def _bad_dtype():
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "nwp"
+    req.inputs["text"].CopyFrom(tf.make_tensor_proto([1.5, 2.5]))
+    return req
+
+
+def _bad_alias():
+    req = _request(["a"])
+    req.inputs["prompt"].CopyFrom(tf.make_tensor_proto(["b"]))
+    return req
