@@ -32,7 +32,7 @@ from aiohttp import web
 
 from serving.errors import ServingError, invalid
 from serving.json_tensor import format_predict_response, parse_predict_request
-from serving.servable import ModelManager
+from serving.servable import ModelManager, read_model_config_file
 
 # tensorflow_serving/model_servers/http_rest_api_util.cc
 _POST_RE = re.compile(
@@ -191,6 +191,11 @@ def build_parser():
     p.add_argument("--model_name", default="nwp")
     p.add_argument("--model_base_path", default="saved_models/nwp",
                    help="folder holding numbered version folders (1/, 2/, ...)")
+    p.add_argument("--model_config_file", default=None,
+                   help="ModelServerConfig text proto (several models, version policies, "
+                        "labels); replaces --model_name/--model_base_path")
+    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+                   help="how often to look for new versions; 0 loads once")
     p.add_argument("--max_request_bytes", type=int, default=8 << 20,
                    help="larger request bodies get 413")
     p.add_argument("--max_batch_size_per_request", type=int, default=1024,
@@ -207,17 +212,21 @@ def main(argv=None):
             parser.error(f"--{flag} must be in 0..65535, got {getattr(args, flag)}")
     if args.max_batch_size_per_request < 1 or args.max_request_bytes < 1:
         parser.error("--max_batch_size_per_request and --max_request_bytes must be >= 1")
-    manager = ModelManager({args.model_name: os.path.abspath(args.model_base_path)})
     try:
+        if args.model_config_file:
+            manager = ModelManager(read_model_config_file(args.model_config_file))
+        else:
+            manager = ModelManager({args.model_name: os.path.abspath(args.model_base_path)})
         manager.load()
     except Exception as err:  # noqa: BLE001  any load failure: say what and where, exit 2
-        print(f"nwp-serve: error: cannot load model {args.model_name!r} from "
-              f"{args.model_base_path}: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"nwp-serve: error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
-    status = manager.status(args.model_name)["model_version_status"][0]
-    print(f"serving model {args.model_name!r} version {status['version']} from "
-          f"{args.model_base_path} at http://{args.host}:{args.rest_api_port}/v1/models/"
-          f"{args.model_name}", flush=True)
+    for name, base in manager.base_paths.items():
+        versions = [s["version"] for s in manager.status(name)["model_version_status"]
+                    if s["state"] == "AVAILABLE"]
+        print(f"serving model {name!r} version(s) {', '.join(versions)} from {base} at "
+              f"http://{args.host}:{args.rest_api_port}/v1/models/{name}", flush=True)
+    manager.start_polling(args.file_system_poll_wait_seconds)
     grpc_server = None
     try:
         if args.port:
@@ -232,6 +241,7 @@ def main(argv=None):
         print(f"nwp-serve: error: cannot listen on {args.host}: {err}", file=sys.stderr)
         return 2
     finally:
+        manager.stop_polling()
         if grpc_server is not None:
             grpc_server.stop(grace=5).wait()
     return 0

@@ -8,6 +8,7 @@ temporary export folders (``.tmp-7-123``) are never picked up.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 
@@ -127,62 +128,189 @@ class Servable:
         }
 
 
-class ModelManager:
-    """The models a server serves: ``name -> {version: Servable}``, thread-safe lookups.
+@dataclasses.dataclass
+class ModelConfig:
+    """One served model: where its versions are and which to serve.
 
-    Args:
-        models: ``{name: base_path}``.
-
-    ``load()`` loads the highest version of every model (TF Serving's default version
-    policy, ``latest { num_versions: 1 }``) and raises ``RuntimeError`` if a model has no
-    loadable version, as ``tensorflow_model_server`` refuses to start then.
+    Attributes:
+        base_path: folder of numbered version folders.
+        policy: ``"latest"`` (the ``num_versions`` highest), ``"all"`` or ``"specific"``
+            (``versions``), as TF Serving's ``model_version_policy``.
+        num_versions: for ``"latest"``, >= 1.
+        versions: for ``"specific"``.
+        labels: ``{label: version}`` (``/labels/<label>`` in requests).
     """
 
-    def __init__(self, models):
-        self.base_paths = dict(models)
-        self._servables = {name: {} for name in self.base_paths}
+    base_path: str
+    policy: str = "latest"
+    num_versions: int = 1
+    versions: tuple = ()
+    labels: dict = dataclasses.field(default_factory=dict)
+
+    def aspired(self, on_disk):
+        """The versions to serve, from the versions found on disk."""
+        if self.policy == "all":
+            return set(on_disk)
+        if self.policy == "specific":
+            return set(self.versions) & set(on_disk)
+        return set(sorted(on_disk)[-self.num_versions:])
+
+
+def read_model_config_file(path):
+    """``{name: ModelConfig}`` from a ModelServerConfig text proto (``--model_config_file``).
+
+    Raises:
+        ValueError: unreadable or invalid text proto, a model without name or base_path.
+    """
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    except (OSError, text_format.ParseError) as err:
+        raise ValueError(f"Cannot read the model config file {path}: {err}") from None
+    models = {}
+    for model in config.model_config_list.config:
+        if not model.name or not model.base_path:
+            raise ValueError(f"{path}: every model needs a name and a base_path.")
+        policy = model.model_version_policy.WhichOneof("policy_choice") or "latest"
+        models[model.name] = ModelConfig(
+            base_path=model.base_path, policy=policy,
+            num_versions=model.model_version_policy.latest.num_versions or 1,
+            versions=tuple(model.model_version_policy.specific.versions),
+            labels=dict(model.version_labels))
+    if not models:
+        raise ValueError(f"{path} configures no model (model_config_list is empty).")
+    return models
+
+
+class ModelManager:
+    """The models a server serves, kept in step with the file system.
+
+    Args:
+        models: ``{name: ModelConfig}`` (or ``{name: base_path}`` for the default policy,
+            the highest version).
+        loader: ``(name, version, path) -> Servable``; tests pass a fake.
+
+    :meth:`poll` (and the background thread of :meth:`start_polling`) loads every aspired
+    version that is not loaded yet and only then unloads the versions no longer aspired, so a
+    model never has no version while a good one exists (TF Serving's
+    ``AvailabilityPreservingPolicy``). A version that fails to load (a half-written folder, a
+    broken SavedModel) is reported as ``END`` with its error, never replaces a loaded one,
+    and drops out of the policy until its folder changes, when it is tried again. (TF
+    Serving keeps aspiring a failed highest version, so a good lower version dropped in
+    after it is not served; here it is.) Lookups are thread-safe.
+    """
+
+    def __init__(self, models, loader=None):
+        self.configs = {name: c if isinstance(c, ModelConfig) else ModelConfig(c)
+                        for name, c in models.items()}
+        self.base_paths = {name: c.base_path for name, c in self.configs.items()}
+        self._loader = loader or Servable
+        self._servables = {name: {} for name in self.configs}
+        self._states = {name: {} for name in self.configs}  # version -> (state, code, msg)
+        self._failed = {name: {} for name in self.configs}  # version -> folder mtime
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
 
     def load(self):
-        for name, base in self.base_paths.items():
-            versions = list_versions(base)
-            if not versions:
+        """First load; raises ``RuntimeError`` if a model then has no available version
+        (``tensorflow_model_server`` would wait for one forever; we say what is missing)."""
+        self.poll()
+        for name, config in self.configs.items():
+            if not self._servables[name]:
+                errors = [m for st, code, m in self._states[name].values() if code != "OK"]
                 raise RuntimeError(
-                    f"No version of model {name!r} under {base}: expected a folder named by "
-                    "an integer (e.g. 1/) holding a SavedModel. Export one with nwp-export.")
-            version = max(versions)
-            servable = Servable(name, version, versions[version])
+                    f"No loadable version of model {name!r} under {config.base_path}: expected "
+                    "a folder named by an integer (e.g. 1/) holding a SavedModel (nwp-export "
+                    "writes one)." + (f" Load errors: {'; '.join(errors)}" if errors else ""))
+
+    def poll(self):
+        """One pass over every model's base path (see the class docstring)."""
+        for name, config in self.configs.items():
+            on_disk = list_versions(config.base_path)
+            loaded = dict(self._servables[name])
+            while True:  # a version that fails drops out, and the next best is aspired
+                mtimes = {v: _mtime(p) for v, p in on_disk.items()}
+                aspired = config.aspired(
+                    {v: p for v, p in on_disk.items() if self._failed[name].get(v) != mtimes[v]})
+                failed_now = False
+                for version in sorted(aspired - set(loaded), reverse=True):
+                    self._set_state(name, version, "LOADING", "OK", "")
+                    try:
+                        loaded[version] = self._loader(name, version, on_disk[version])
+                    except Exception as err:  # noqa: BLE001  a broken version: report, go on
+                        self._failed[name][version] = mtimes[version]
+                        self._set_state(name, version, "END", "UNKNOWN",
+                                        f"Failed to load {on_disk[version]}: "
+                                        f"{type(err).__name__}: {err}")
+                        failed_now = True
+                        continue
+                    self._failed[name].pop(version, None)
+                    self._set_state(name, version, "AVAILABLE", "OK", "")
+                if not failed_now:
+                    break
+            if any(v in aspired for v in loaded):  # never drop the last good version
+                for version in [v for v in loaded if v not in aspired]:
+                    del loaded[version]
+                    self._set_state(name, version, "END", "OK", "")
             with self._lock:
-                self._servables[name] = {version: servable}
+                self._servables[name] = loaded
+
+    def start_polling(self, seconds):
+        """Poll every ``seconds`` in a daemon thread (TF Serving's
+        ``--file_system_poll_wait_seconds``); ``seconds <= 0`` does nothing."""
+        if seconds <= 0 or self._thread is not None:
+            return
+
+        def loop():
+            while not self._stop.wait(seconds):
+                self.poll()
+
+        self._thread = threading.Thread(target=loop, name="model-poller", daemon=True)
+        self._thread.start()
+
+    def stop_polling(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _set_state(self, name, version, state, code, message):
+        with self._lock:
+            self._states[name][version] = (state, code, message)
 
     def status(self, name, version=None):
-        """The ``GetModelStatusResponse`` body for a model (all versions, newest first)."""
+        """The ``GetModelStatusResponse`` body: every version seen, newest first."""
         with self._lock:
-            versions = self._servables.get(name)
-        if not versions:
+            states = dict(self._states.get(name) or {})
+        if not states:
             raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
         if version is not None:
-            if version not in versions:
+            if version not in states:
                 raise ServingError("NOT_FOUND", f"Could not find version {version} of model "
                                                 f"{name}")
-            chosen = [version]
-        else:
-            chosen = sorted(versions, reverse=True)
+            states = {version: states[version]}
         return {"model_version_status": [
-            {"version": str(v), "state": "AVAILABLE",
-             "status": {"error_code": "OK", "error_message": ""}} for v in chosen]}
+            {"version": str(v), "state": states[v][0],
+             "status": {"error_code": states[v][1], "error_message": states[v][2]}}
+            for v in sorted(states, reverse=True)]}
 
     def get(self, name, version=None, label=None):
-        """The servable for a request: a specific version, or the latest.
+        """The servable for a request: a labelled or specific version, or the latest.
 
         Raises:
             ServingError: NOT_FOUND for an unknown model or version (HTTP 404);
-            INVALID_ARGUMENT for a version label, which this server does not define yet.
+            INVALID_ARGUMENT for an unknown label.
         """
-        if label is not None:
-            raise invalid(f"Unrecognized servable version label: {label}")
         with self._lock:
-            versions = self._servables.get(name) or {}
+            versions = dict(self._servables.get(name) or {})
+        if label is not None:
+            labels = self.configs[name].labels if name in self.configs else {}
+            if label not in labels:
+                raise invalid(f"Unrecognized servable version label: {label}")
+            version = labels[label]
         if version is None:
             if not versions:
                 raise ServingError("NOT_FOUND",
@@ -192,3 +320,11 @@ class ModelManager:
             raise ServingError("NOT_FOUND",
                                f"Servable not found for request: Specific({name}, {version})")
         return versions[version]
+
+
+def _mtime(path):
+    try:
+        return max([os.stat(path).st_mtime_ns] + [os.stat(os.path.join(path, n)).st_mtime_ns
+                                                 for n in os.listdir(path)])
+    except OSError:
+        return None

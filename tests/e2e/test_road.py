@@ -36,4 +36,4 @@ def test_serve_without_any_version_refuses_to_start(tmp_path):
     proc = run_cli("serving.rest", "--model_base_path", tmp_path, "--rest_api_port", "0",
                    check=False, timeout=120)
     assert proc.returncode == 2
-    assert "No version of model" in proc.stderr and "Traceback" not in proc.stderr
+    assert "No loadable version of model" in proc.stderr and "Traceback" not in proc.stderr

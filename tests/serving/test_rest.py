@@ -119,3 +119,57 @@ def test_get_errors(server):
     assert call(server, "/v1/models")[1] == {"error": "Missing model name in request."}
     assert call(server, "/v1/models/nwp/versions/3")[0] == 404
     assert call(server, "/v1/models/nwp", method="DELETE")[0] == 400
+
+
+def test_a_new_version_dropped_in_is_served_without_a_restart(tiny_run, tmp_path):
+    """A real server with polling: version 2 (top_k 3) replaces version 1 (top_k 5)."""
+    import subprocess
+    import sys
+    import time
+
+    from serving.export import export_saved_model
+    from tests.conftest import ROOT, _free_port
+    from zoo import NextWordPredictor
+
+    predictor = NextWordPredictor.load(tiny_run)
+    base = tmp_path / "models"
+    export_saved_model(predictor, base, "m", version=1, top_k=5)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", "--port=0",
+         "--model_name=m", f"--model_base_path={base / 'm'}",
+         "--file_system_poll_wait_seconds=0.5"], cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if call(url, "/v1/models/m")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.3)
+        assert len(call(url, "/v1/models/m:predict", {"instances": ["a"]})[1]
+                   ["predictions"][0]["words"]) == 5
+        export_saved_model(predictor, base, "m", version=2, top_k=3)
+        (base / "m" / "3").mkdir()  # a half-written version: ignored after its failed load
+        failures, widths = 0, set()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status, body = call(url, "/v1/models/m:predict", {"instances": ["a"]})
+            if status != 200:
+                failures += 1
+            else:
+                widths.add(len(body["predictions"][0]["words"]))
+            if 3 in widths and call(url, "/v1/models/m/versions/3")[0] == 200:
+                break
+            time.sleep(0.05)
+        assert failures == 0 and 3 in widths
+        states = {s["version"]: s["state"] for s in call(url, "/v1/models/m")[1]
+                  ["model_version_status"]}
+        assert states == {"3": "END", "2": "AVAILABLE", "1": "END"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
