@@ -9,6 +9,9 @@ line override them.
   lr 1 divided by 1.2 each epoch after epoch 6, 39 epochs.
 * ``ptb-small-tied``: the small size with tied input/output embeddings (Press & Wolf 2017)
   and dropout 0.3.
+* ``ptb-5m``: the best setup we know of under 5M parameters for a 90-minute CPU budget: 2 x
+  300 LSTM with tied 300-d embeddings (4.45M parameters), dropout 0.4, BPTT 35, SGD lr 1
+  multiplied by 0.8 each epoch after epoch 5, stopped by ``--time-budget-minutes 85``.
 * ``shakespeare-char``: character-level Tiny Shakespeare, 2 x 256 LSTM, BPTT 100 with
   carried state, Adam 2e-3, clip 5 on the per-character mean loss (char-rnn-like sizes).
 """
@@ -24,6 +27,9 @@ CONFIGS = {
     "ptb-small-tied": dict(_ZAREMBA, model="lstm-tied", embedding_dim=200, units=200,
                            dropout=0.3, init_scale=0.1, bptt=20, batch_size=20, lr_decay=0.5,
                            decay_after=6, epochs=13),
+    "ptb-5m": dict(_ZAREMBA, model="lstm-tied", embedding_dim=300, units=300, dropout=0.4,
+                   init_scale=0.1, bptt=35, batch_size=20, lr_decay=0.8, decay_after=5,
+                   epochs=25, time_budget_minutes=85),
     "shakespeare-char": dict(corpus="tiny-shakespeare-char", model="lstm", embedding_dim=64,
                              units=256, num_layers=2, dropout=0.1, bptt=100, batch_size=32,
                              optimizer="adam", learning_rate=2e-3, clipnorm=5.0,
