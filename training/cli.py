@@ -67,7 +67,8 @@ def build_parser():
                    help="multiply the learning rate by this each epoch after --decay-after")
     p.add_argument("--decay-after", type=int, default=0)
     p.add_argument("--clipnorm", type=float, default=5.0,
-                   help="global-norm clip threshold (Pascanu et al. 2013); 0 turns it off")
+                   help="global-norm clip threshold (Pascanu et al. 2013), > 0")
+    p.add_argument("--no-clip", action="store_true", help="train without any clipping")
     p.add_argument("--clipvalue", type=float, default=None,
                    help="clip every gradient element to [-v, v] instead of the global norm")
     p.add_argument("--loss-reduction", choices=("sum_over_time", "mean"),
@@ -109,8 +110,9 @@ def check_args(args):
         problems.append("--dropout must be in [0, 1)")
     if args.learning_rate <= 0:
         problems.append("--learning-rate must be > 0")
-    if args.clipnorm < 0:
-        problems.append("--clipnorm must be > 0, or 0 to turn clipping off")
+    if args.clipnorm <= 0:
+        problems.append(f"--clipnorm must be > 0 (got {args.clipnorm}); --no-clip turns "
+                        "clipping off")
     if args.clipvalue is not None and args.clipvalue <= 0:
         problems.append("--clipvalue must be > 0")
     if args.early_stopping is not None and args.early_stopping < 1:
@@ -181,10 +183,11 @@ def train(args):
                  if getattr(args, k) is not None}
     if carry:
         overrides["stateful"] = True
-    clipnorm = None if args.clipvalue is not None else (args.clipnorm or None)
+    clipnorm = None if (args.clipvalue is not None or args.no_clip) else args.clipnorm
+    clipvalue = None if args.no_clip else args.clipvalue
     with make_strategy(args.strategy).scope():
         model = get_model(args.model, vectorizer.vocab_size, clipnorm=clipnorm,
-                          clipvalue=args.clipvalue, loss_reduction=args.loss_reduction,
+                          clipvalue=clipvalue, loss_reduction=args.loss_reduction,
                           **overrides)
         if args.optimizer == "adam":
             optimizer = keras.optimizers.Adam(args.learning_rate)
@@ -200,7 +203,17 @@ def train(args):
     if args.fresh:
         shutil.rmtree(backup_dir, ignore_errors=True)
     elif os.path.isdir(backup_dir):  # written by BackupAndRestore at each epoch end
+        try:
+            previous = WordVectorizer.load(args.output).vocabulary
+        except FileNotFoundError:
+            previous = None
+        if previous is not None and previous != vectorizer.vocabulary:
+            raise ValueError(
+                f"The interrupted run in {args.output} has a vocabulary of {len(previous):,} "
+                f"ids that differs from this corpus's ({vectorizer.vocab_size:,} ids): its "
+                "checkpoint cannot continue on this text. Use another --output, or --fresh.")
         print(f"resuming the interrupted run from {backup_dir} (--fresh starts over)", flush=True)
+    vectorizer.save(args.output)  # before training: a resumed run checks it
     progress = Progress(args.time_budget_minutes)
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir), progress, ResetStates(),
@@ -246,7 +259,7 @@ def train(args):
     if not all(math.isfinite(v) for v in results.values()):
         raise FloatingPointError(
             f"Training diverged (valid perplexity {results['valid_perplexity']}); nothing was "
-            "saved. Lower --learning-rate or use --clipnorm.")
+            "saved. Lower --learning-rate or --clipnorm.")
     predictor = NextWordPredictor(vectorizer, model)
     predictor.save(args.output)
 

@@ -29,6 +29,7 @@ def test_a_tiny_run_writes_a_complete_run_folder(tiny_run):
 @pytest.mark.parametrize("flags, message", [
     (["--bptt", "0"], "--bptt must be >= 1"),
     (["--clipnorm", "-1"], "--clipnorm"),
+    (["--clipnorm", "0"], "--no-clip turns clipping off"),
     (["--dropout", "1.5"], "--dropout"),
     (["--corpus", "imdb"], "invalid choice"),
 ])
@@ -50,7 +51,7 @@ TINY = ["--corpus", "default", "--epochs", "1", "--max-train-tokens", "3000", "-
 
 
 def test_a_diverging_run_stops_with_a_message_and_saves_nothing(tmp_path):
-    proc = run_cli("training.cli", *TINY, "--learning-rate", "1e9", "--clipnorm", "0",
+    proc = run_cli("training.cli", *TINY, "--learning-rate", "1e9", "--no-clip",
                    "--optimizer", "sgd", "--output", tmp_path, check=False)
     assert proc.returncode == 2 and "diverged" in proc.stderr, proc.stderr[-500:]
     assert not (tmp_path / "model.keras").exists()
@@ -106,3 +107,13 @@ def test_a_run_killed_mid_epoch_resumes_without_losing_or_repeating_an_epoch(tmp
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "epoch-001.weights.h5", "epoch-002.weights.h5", "epoch-003.weights.h5"]
     assert (tmp_path / "model.keras").exists() and not (tmp_path / "backup").exists()
+
+
+def test_resuming_on_a_corpus_with_another_vocabulary_is_refused(tmp_path):
+    from zoo import WordVectorizer
+
+    WordVectorizer(["some", "other", "words", "<eos>"]).save(tmp_path)
+    (tmp_path / "backup").mkdir()
+    proc = run_cli("training.cli", *TINY, "--output", tmp_path, check=False)
+    assert proc.returncode == 2 and "vocabulary" in proc.stderr and "--fresh" in proc.stderr
+    assert "Traceback" not in proc.stderr
