@@ -88,10 +88,9 @@ def build_parser():
     p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better validation perplexity "
                         "and keep the best weights")
-    p.add_argument("--strategy", choices=("default", "mirrored", "multi-worker"),
-                   default="default",
-                   help="tf.distribute strategy: mirrored = all local GPUs (or CPUs); "
-                        "multi-worker reads the cluster from $TF_CONFIG")
+    p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
+                   help="tf.distribute strategy: mirrored = data parallel over all local GPUs "
+                        "(MultiWorkerMirroredStrategy is blocked upstream, keras#20585)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
                    help="Keras fit verbosity: 1 progress bar, 2 one line per epoch")
@@ -128,8 +127,6 @@ def make_strategy(name):
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
 
@@ -145,6 +142,7 @@ def train(args):
 
     keras.utils.set_random_seed(args.seed)
     started = time.monotonic()
+    strategy = make_strategy(args.strategy)
     corpus = load_corpus(args.corpus, args.data_dir, allow_download=not args.no_download)
     print(f"corpus: {corpus.description}", flush=True)
     vectorizer = WordVectorizer.fit(corpus.train, corpus.standardize,
@@ -162,6 +160,11 @@ def train(args):
 
     recurrent = issubclass(PRESETS[args.model][0], RecurrentLanguageModel)
     carry = recurrent if args.carry_state is None else args.carry_state
+    if carry and strategy.num_replicas_in_sync > 1:
+        if args.carry_state:
+            raise ValueError("--carry-state works on one device only (the streams would be "
+                             "split across replicas); use --no-carry-state with --strategy.")
+        carry = False
     if carry and not recurrent:
         raise ValueError(f"--carry-state needs a recurrent model; {args.model} has no state "
                          "to carry.")
@@ -185,7 +188,7 @@ def train(args):
         overrides["stateful"] = True
     clipnorm = None if (args.clipvalue is not None or args.no_clip) else args.clipnorm
     clipvalue = None if args.no_clip else args.clipvalue
-    with make_strategy(args.strategy).scope():
+    with strategy.scope():
         model = get_model(args.model, vectorizer.vocab_size, clipnorm=clipnorm,
                           clipvalue=clipvalue, loss_reduction=args.loss_reduction,
                           **overrides)
