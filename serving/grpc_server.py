@@ -16,6 +16,7 @@ does. Clients: ``prediction_service_pb2_grpc.PredictionServiceStub`` with reques
 from __future__ import annotations
 
 import concurrent.futures
+import time
 
 import grpc
 from google.protobuf import json_format
@@ -47,12 +48,32 @@ def _spec(model_spec):
     return model_spec.name, version, label
 
 
+def _measured(api):
+    """Decorator: count and time a servicer method in ``self.metrics`` (entrypoint GRPC)."""
+    def wrap(method):
+        def run(self, request, context):
+            started, status = time.perf_counter(), "OK"
+            try:
+                return method(self, request, context)
+            except Exception:
+                code = context.code()
+                status = code.name if code is not None else "UNKNOWN"
+                raise
+            finally:
+                if self.metrics is not None:
+                    self.metrics.observe(request.model_spec.name, api, "GRPC", status,
+                                         time.perf_counter() - started)
+        return run
+    return wrap
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``PredictionService`` over a :class:`serving.servable.ModelManager`."""
 
-    def __init__(self, manager):
-        self.manager = manager
+    def __init__(self, manager, metrics=None):
+        self.manager, self.metrics = manager, metrics
 
+    @_measured("predict")
     def Predict(self, request, context):  # noqa: N802 (the proto's name)
         import tensorflow as tf
 
@@ -82,6 +103,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
         return response
 
+    @_measured("metadata")
     def GetModelMetadata(self, request, context):  # noqa: N802
         try:
             fields = list(request.metadata_field)
@@ -122,9 +144,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """``ModelService.GetModelStatus`` (the same data as REST ``GET /v1/models/<name>``)."""
 
-    def __init__(self, manager):
-        self.manager = manager
+    def __init__(self, manager, metrics=None):
+        self.manager, self.metrics = manager, metrics
 
+    @_measured("status")
     def GetModelStatus(self, request, context):  # noqa: N802
         name, version, _ = _spec(request.model_spec)
         try:
@@ -134,7 +157,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return json_format.ParseDict(status, get_model_status_pb2.GetModelStatusResponse())
 
 
-def make_grpc_server(manager, host, port, max_workers=8):
+def make_grpc_server(manager, host, port, max_workers=8, metrics=None):
     """A started-ready (not yet started) ``grpc.Server`` bound to ``host:port``.
 
     Raises:
@@ -143,8 +166,9 @@ def make_grpc_server(manager, host, port, max_workers=8):
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
                          options=[("grpc.max_receive_message_length", 64 << 20)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
+        PredictionService(manager, metrics), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, metrics),
+                                                              server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as err:

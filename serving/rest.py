@@ -5,6 +5,7 @@ Endpoints (``shared/reference/tf_serving_api.md``, section 1)::
 
     GET  /v1/models/<name>[/versions/<v>]               model status
     GET  /v1/models/<name>[/versions/<v>]/metadata      signature_def map
+    GET  /monitoring/prometheus/metrics                 request counts and latency
     POST /v1/models/<name>[/versions/<v>]:predict       {"instances": [...]} or {"inputs": ...}
 
 Errors are ``{"error": "..."}`` with TF Serving's HTTP codes (400 bad request, 404 unknown
@@ -26,10 +27,12 @@ import json
 import os
 import re
 import sys
+import time
 from urllib.parse import unquote
 
 from aiohttp import web
 
+from serving import metrics as metrics_module
 from serving.errors import ServingError, invalid
 from serving.json_tensor import format_predict_response, parse_predict_request
 from serving.servable import ModelManager, read_model_config_file
@@ -44,6 +47,7 @@ _GET_RE = re.compile(
 
 MANAGER_KEY = web.AppKey("manager", ModelManager)
 LIMIT_KEY = web.AppKey("max_batch_size_per_request", int)
+METRICS_KEY = web.AppKey("metrics", metrics_module.ServerMetrics)
 _INT64_MAX = 2 ** 63 - 1
 
 
@@ -101,7 +105,7 @@ async def handle_get(request, path):
     if name is None:
         raise invalid("Missing model name in request.")
     manager = request.app[MANAGER_KEY]
-    name = unquote(name)
+    name = request["model_name"] = unquote(name)
     version = _version(version)
     if metadata == "metadata":
         servable = manager.get(name, version, unquote(label) if label else None)
@@ -115,6 +119,7 @@ async def handle_post(request, path):
         raise invalid(f"Malformed request: POST {path}")
     name, version, label, verb = match.groups()
     name, version = unquote(name), _version(version)
+    request["model_name"] = name
     label = unquote(label) if label else None
     body = _parse_json(await request.read())
     if not isinstance(body, dict):
@@ -141,8 +146,14 @@ async def handle_post(request, path):
 
 async def handle_v1(request):
     path = request.rel_url.raw_path
+    metrics = request.app[METRICS_KEY]
+    if path == metrics_module.PATH and request.method == "GET":
+        return web.Response(body=metrics.exposition(),
+                            headers={"Content-Type": metrics_module.CONTENT_TYPE})
     if not path.lower().startswith("/v1/"):
         raise web.HTTPNotFound()  # TF Serving's HTTP layer: only (?i)/v1/.* reaches the API
+    started = time.perf_counter()
+    status = "OK"
     try:
         if request.method == "GET":
             return await handle_get(request, path)
@@ -150,7 +161,13 @@ async def handle_v1(request):
             return await handle_post(request, path)
         raise invalid(f"Malformed request: {request.method} {path}")
     except ServingError as err:
+        status = err.code
         return _error(err)
+    finally:
+        api = ("predict" if path.endswith(":predict") else
+               "metadata" if path.endswith("/metadata") else "status")
+        metrics.observe(request.get("model_name"), api, "REST", status,
+                        time.perf_counter() - started)
 
 
 @web.middleware
@@ -169,10 +186,12 @@ async def errors_as_json(request, handler):
                                  status=500)
 
 
-def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024):
-    """The aiohttp application serving ``manager``'s models."""
+def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024,
+             metrics=None):
+    """The aiohttp application serving ``manager``'s models (and ``metrics``)."""
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
     app[MANAGER_KEY] = manager
+    app[METRICS_KEY] = metrics or metrics_module.ServerMetrics()
     app[LIMIT_KEY] = max_batch_size_per_request
     app.router.add_route("*", "/{tail:.*}", handle_v1)
     return app
@@ -228,14 +247,16 @@ def main(argv=None):
               f"http://{args.host}:{args.rest_api_port}/v1/models/{name}", flush=True)
     manager.start_polling(args.file_system_poll_wait_seconds)
     grpc_server = None
+    metrics = metrics_module.ServerMetrics()
     try:
         if args.port:
             from serving.grpc_server import make_grpc_server
 
-            grpc_server = make_grpc_server(manager, args.host, args.port)
+            grpc_server = make_grpc_server(manager, args.host, args.port, metrics=metrics)
             grpc_server.start()
             print(f"gRPC on {args.host}:{args.port}", flush=True)
-        web.run_app(make_app(manager, args.max_request_bytes, args.max_batch_size_per_request),
+        web.run_app(make_app(manager, args.max_request_bytes, args.max_batch_size_per_request,
+                             metrics),
                     host=args.host, port=args.rest_api_port, print=None, shutdown_timeout=10.0)
     except OSError as err:
         print(f"nwp-serve: error: cannot listen on {args.host}: {err}", file=sys.stderr)

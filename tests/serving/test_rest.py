@@ -173,3 +173,21 @@ def test_a_new_version_dropped_in_is_served_without_a_restart(tiny_run, tmp_path
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_prometheus_metrics_count_requests_by_status(server):
+    def count(text, status):
+        for line in text.split("\n"):
+            if (line.startswith(":tensorflow:serving:request_count_total{")
+                    and 'model_name="nwp"' in line and f'status="{status}"' in line
+                    and 'entrypoint="REST"' in line):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = call(server, "/monitoring/prometheus/metrics")[1]
+    call(server, "/v1/models/nwp:predict", {"instances": ["the"]})
+    call(server, "/v1/models/nwp:predict", {"instances": [1]})
+    after = call(server, "/monitoring/prometheus/metrics")[1]
+    assert count(after, "OK") == count(before, "OK") + 1
+    assert count(after, "INVALID_ARGUMENT") == count(before, "INVALID_ARGUMENT") + 1
+    assert ':tensorflow:serving:request_latency_bucket{API="predict"' in after
