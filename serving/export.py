@@ -1,11 +1,26 @@
 """``nwp-export``: write a trained run as a SavedModel in TF Serving's layout.
 
 The SavedModel holds the text front end (``keras.layers.TextVectorization``) and the
-language model in one graph. Its ``serving_default`` signature is::
+language model in one graph, with three signatures (every input has batch dimension -1, so
+TF Serving's row format works)::
 
-    inputs:  text           DT_STRING [-1]       raw prompts
-    outputs: words          DT_STRING [-1, k]    the k most likely next words
-             probabilities  DT_FLOAT  [-1, k]    their model probabilities, most likely first
+    serving_default
+      inputs:  text            DT_STRING [-1]       raw prompts
+      outputs: words           DT_STRING [-1, k]    the k most likely next words
+               probabilities   DT_FLOAT  [-1, k]    their model probabilities, most likely first
+    generate
+      inputs:  text DT_STRING [-1], max_new_tokens DT_INT32 [-1] (at most 256),
+               temperature DT_FLOAT [-1] (<= 0: greedy), top_k DT_INT32 [-1] (<= 0: all),
+               top_p DT_FLOAT [-1] (>= 1: all), seed DT_INT64 [-1]
+      outputs: continuation DT_STRING [-1], num_tokens DT_INT32 [-1]
+    score
+      inputs:  text DT_STRING [-1]
+      outputs: token_log_probs DT_FLOAT [-1, -1] (nats, 0-padded), num_tokens DT_INT32 [-1],
+               perplexity DT_FLOAT [-1]
+
+``assets.extra/tf_serving_warmup_requests`` holds one request per signature (TF Serving
+runs them at load), and ``<model_base_path>/models.config`` lists the model for
+``tensorflow_model_server --model_config_file``.
 
 It is written to ``<model_base_path>/<model_name>/<version>/`` atomically: the archive is
 written to a hidden non-numeric sibling folder, loaded back and run once, and only then
@@ -86,21 +101,92 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
     def serve(text):
         return predictor.top_k(text, k=top_k, max_prompt_tokens=max_prompt_tokens)
 
+    def generate(text, max_new_tokens, temperature, top_k, top_p, seed):
+        return predictor.generate(text, max_new_tokens, temperature, top_k, top_p, seed,
+                                  max_prompt_tokens=max_prompt_tokens)
+
+    def score(text):
+        return predictor.score(text, max_prompt_tokens=max_prompt_tokens)
+
+    def spec(dtype, name):
+        return tf.TensorSpec([None], dtype, name=name)
+
     archive = keras.export.ExportArchive()
     archive.track(predictor.model)
     archive.track(predictor.vectorizer.layer)
-    archive.add_endpoint(SIGNATURE_KEY, serve,
-                         input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_KEY)])
+    archive.add_endpoint(SIGNATURE_KEY, serve, input_signature=[spec(tf.string, INPUT_KEY)])
+    archive.add_endpoint("generate", generate, input_signature=[
+        spec(tf.string, "text"), spec(tf.int32, "max_new_tokens"),
+        spec(tf.float32, "temperature"), spec(tf.int32, "top_k"), spec(tf.float32, "top_p"),
+        spec(tf.int64, "seed")])
+    archive.add_endpoint("score", score, input_signature=[spec(tf.string, "text")])
     try:
         archive.write_out(tmp, verbose=False)
-        check = tf.saved_model.load(tmp).signatures[SIGNATURE_KEY]
-        out = check(**{INPUT_KEY: tf.constant(["", "the"])})
+        _write_warmup(tmp)
+        loaded = tf.saved_model.load(tmp).signatures
+        out = loaded[SIGNATURE_KEY](**{INPUT_KEY: tf.constant(["", "the"])})
         if sorted(out) != sorted(OUTPUT_KEYS) or out["words"].shape != (2, top_k):
             raise RuntimeError(f"The exported signature returned {dict(out)}; not exporting.")
+        for name, inputs in WARMUP.items():  # every signature runs before it is published
+            loaded[name](**{k: tf.constant(v, dtype=_WARMUP_DTYPES[k])
+                            for k, v in inputs.items()})
         os.rename(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    write_models_config(model_base_path)
     return target
+
+
+WARMUP = {
+    SIGNATURE_KEY: {"text": ["the"]},
+    "generate": {"text": ["the"], "max_new_tokens": [2], "temperature": [0.0], "top_k": [0],
+                 "top_p": [1.0], "seed": [0]},
+    "score": {"text": ["the"]},
+}
+_WARMUP_DTYPES = {"max_new_tokens": "int32", "temperature": "float32", "top_k": "int32",
+                  "top_p": "float32", "seed": "int64", "text": "string"}
+
+
+def _write_warmup(export_dir):
+    """``assets.extra/tf_serving_warmup_requests``: a TFRecord of PredictionLog, one
+    PredictRequest per signature (TF Serving's ``saved_model_warmup``)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2, predict_pb2
+
+    folder = os.path.join(export_dir, "assets.extra")
+    os.makedirs(folder, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(folder, "tf_serving_warmup_requests")) as writer:
+        for signature, inputs in WARMUP.items():
+            request = predict_pb2.PredictRequest()
+            request.model_spec.signature_name = signature
+            for alias, value in inputs.items():
+                request.inputs[alias].CopyFrom(
+                    tf.make_tensor_proto(value, dtype=_WARMUP_DTYPES[alias]))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def write_models_config(model_base_path):
+    """Write ``<model_base_path>/models.config``: a ModelServerConfig text proto listing
+    every model folder there (absolute paths, latest version), for ``tensorflow_model_server
+    --model_config_file`` or ``nwp-serve --model_config_file``. Returns its path."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    base = os.path.abspath(model_base_path)
+    for name in sorted(os.listdir(base)):
+        if os.path.isdir(os.path.join(base, name)) and version_dirs(os.path.join(base, name)):
+            model = config.model_config_list.config.add()
+            model.name, model.base_path = name, os.path.join(base, name)
+            model.model_platform = "tensorflow"
+    path = os.path.join(base, "models.config")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text_format.MessageToString(config))
+    os.replace(tmp, path)
+    return path
 
 
 def build_parser():

@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 import zoo.presets  # noqa: F401  (registers every model class for load_model)
+from zoo.sampling import sample_in_graph
 from zoo.text import OOV_ID, PAD_ID, WordVectorizer
 
 MODEL_FILE = "model.keras"
@@ -80,6 +81,93 @@ class NextWordPredictor:
         values, indices = tf.math.top_k(probs - 2.0 * drop, k=k)
         return {"words": tf.gather(self._vocab, indices),
                 "probabilities": tf.maximum(values, 0.0)}
+
+    def score(self, text, max_prompt_tokens=None):
+        """Log-probabilities of each text's tokens, each given the ones before it (the first
+        given ``<eos>``, the start of a line), and the text's perplexity.
+
+        Args:
+            text: ``tf.string`` ``(batch,)``.
+            max_prompt_tokens: score only the last this many tokens (``<eos>`` included).
+
+        Returns:
+            dict: ``token_log_probs`` float32 ``(batch, time)`` in nats, 0 after each text's
+            end; ``num_tokens`` int32 ``(batch,)``; ``perplexity`` float32 ``(batch,)`` =
+            ``exp(-mean log p)`` over the text's tokens (1.0 for a text with no tokens).
+        """
+        ids, lengths = self.vectorizer.prompt_ids(text, max_prompt_tokens)
+        log_probs = tf.nn.log_softmax(tf.cast(self.model(ids, training=False), tf.float32))
+        targets = ids[:, 1:]
+        picked = tf.gather(log_probs[:, :-1], targets, batch_dims=2)
+        mask = tf.cast(targets != PAD_ID, tf.float32)
+        picked = picked * mask
+        count = tf.reduce_sum(mask, axis=1)
+        mean = tf.math.divide_no_nan(tf.reduce_sum(picked, axis=1), count)
+        return {"token_log_probs": picked, "num_tokens": lengths - 1,
+                "perplexity": tf.exp(-mean)}
+
+    def generate(self, text, max_new_tokens, temperature, top_k, top_p, seed,
+                 max_prompt_tokens=None, limit=256):
+        """Continue each prompt, row by row, with the model's one-step call (graph mode).
+
+        Args:
+            text: ``tf.string`` ``(batch,)``.
+            max_new_tokens: int32 ``(batch,)``, clipped to ``[0, limit]``.
+            temperature: float32 ``(batch,)``; ``<= 0`` is greedy.
+            top_k: int32 ``(batch,)``; ``<= 0`` keeps all tokens.
+            top_p: float32 ``(batch,)``; ``>= 1`` keeps all tokens.
+            seed: int64 ``(batch,)``: the same seed gives the same continuation.
+            max_prompt_tokens: read only the last this many prompt tokens.
+            limit: the most tokens one request may generate per row.
+
+        Returns:
+            dict: ``continuation`` ``tf.string (batch,)`` (tokens joined by a space, or
+            nothing for characters); ``num_tokens`` int32 ``(batch,)``. Padding and
+            ``[UNK]`` are never generated.
+        """
+        ids, lengths = self.vectorizer.prompt_ids(text, max_prompt_tokens)
+        banned = tf.scatter_nd(self._not_word[:, None], tf.ones_like(self._not_word, tf.bool),
+                               [self.vectorizer.vocab_size])
+        separator = "" if self.vectorizer.split == "character" else " "
+
+        def one_row(args):
+            row, length, n, temp, k, p, s = args
+            n = tf.clip_by_value(n, 0, limit)
+            states = self.model.initial_state(1)
+            # Attention memories and Transformer caches grow by one step per token.
+            grow = [tf.TensorShape([1, None, st.shape[-1]]) if len(st.shape) == 3
+                    else st.shape for st in states]
+            vocab = self.vectorizer.vocab_size
+
+            def feed(t, logits, states):
+                logits, states = self.model.step(tf.reshape(row[t], [1]), states)
+                return t + 1, tf.cast(logits, tf.float32), states
+
+            _, logits, states = tf.while_loop(
+                lambda t, *_: t < length, feed,
+                (tf.constant(0), tf.zeros([1, vocab]), states),
+                shape_invariants=(tf.TensorShape([]), tf.TensorShape([1, vocab]), grow))
+
+            def draw(i, logits, states, out):
+                masked = tf.where(banned[None], -1e9, logits)
+                token = tf.reshape(sample_in_graph(masked, s, i, temp, k, p), [1])
+                logits, states = self.model.step(token, states)
+                return i + 1, tf.cast(logits, tf.float32), states, out.write(i, token[0])
+
+            *_, out = tf.while_loop(
+                lambda i, *_: i < n, draw,
+                (tf.constant(0), logits, states, tf.TensorArray(tf.int32, size=n)),
+                shape_invariants=(tf.TensorShape([]), tf.TensorShape([1, vocab]), grow,
+                                  tf.TensorShape(None)))
+            words = tf.gather(self._vocab, out.stack())
+            return tf.strings.reduce_join(words, separator=separator), n
+
+        continuation, count = tf.map_fn(
+            one_row, (ids, lengths, tf.cast(max_new_tokens, tf.int32),
+                      tf.cast(temperature, tf.float32), tf.cast(top_k, tf.int32),
+                      tf.cast(top_p, tf.float32), tf.cast(seed, tf.int64)),
+            fn_output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)))
+        return {"continuation": continuation, "num_tokens": count}
 
     def save(self, directory):
         """Write ``model.keras``, ``vocab.txt`` and ``text.json`` into ``directory``."""

@@ -180,3 +180,35 @@ def beam_search(model, prompt_ids, max_new_tokens, beam_width=4):
         states = [tf.gather(s, flat_parents) for s in states]
         logits, states = model.step(tf.constant(tokens.reshape(-1)), states)
     return sequences, scores
+
+
+def sample_in_graph(logits, seed, step, temperature, top_k, top_p):
+    """Graph-friendly sampler with tensor parameters (for exported signatures).
+
+    Args:
+        logits: float ``(batch, vocab_size)``.
+        seed: int64 scalar; with ``step`` (int scalar), the stateless random key.
+        temperature: float scalar; ``<= 0`` means greedy (argmax).
+        top_k: int scalar; ``<= 0`` keeps every token.
+        top_p: float scalar; ``>= 1`` keeps every token.
+
+    Returns:
+        int32 ``(batch,)``.
+    """
+    logits = tf.cast(logits, tf.float32)
+    vocab = tf.shape(logits)[-1]
+    k = tf.where(top_k > 0, tf.minimum(tf.cast(top_k, tf.int32), vocab), vocab)
+    kth = tf.math.top_k(logits, k=k).values[:, -1:]
+    logits = tf.where(logits < kth, NEG, logits)
+    order = tf.argsort(logits, axis=-1, direction="DESCENDING")
+    sorted_logits = tf.gather(logits, order, batch_dims=1)
+    keep_sorted = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True) < top_p
+    inverse = tf.argsort(order, axis=-1)
+    keep = tf.gather(keep_sorted, inverse, batch_dims=1)
+    logits = tf.where(tf.logical_or(top_p >= 1.0, keep), logits, NEG)
+    greedy_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    safe_t = tf.maximum(tf.cast(temperature, tf.float32), 1e-6)
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+    drawn = tf.cast(tf.random.stateless_categorical(logits / safe_t, 1, seed=key)[:, 0],
+                    tf.int32)
+    return tf.where(temperature > 0, drawn, greedy_ids)

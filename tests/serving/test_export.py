@@ -99,3 +99,94 @@ def test_bad_export_arguments(tiny_run, tmp_path, kwargs, match):
     args = {"model_name": "nwp", **kwargs}
     with pytest.raises(ValueError, match=match):
         export_saved_model(predictor, tmp_path, **args)
+
+
+def _graph_ops(version_dir):
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    graph = proto.meta_graphs[0].graph_def
+    return proto, {n.op for n in graph.node} | {n.op for f in graph.library.function
+                                                 for n in f.node_def}
+
+
+def test_every_op_is_a_stock_tensorflow_op(exported):
+    from tensorflow.python.framework import op_def_registry
+
+    _, ops = _graph_ops(exported[1])
+    assert {"StringSplitV2", "TopKV2"} <= ops  # really the front end and the top-k
+    missing = sorted(op for op in ops if op_def_registry.get(op) is None)
+    assert not missing, f"ops stock TensorFlow does not register: {missing}"
+
+
+def test_generate_and_score_signatures(exported):
+    proto, _ = _graph_ops(exported[1])
+    sigs = proto.meta_graphs[0].signature_def
+    assert {"serving_default", "generate", "score"} <= set(sigs)
+    gen = sigs["generate"]
+    assert {k: v.dtype for k, v in gen.inputs.items()} == {
+        "text": tf.string.as_datatype_enum, "max_new_tokens": tf.int32.as_datatype_enum,
+        "temperature": tf.float32.as_datatype_enum, "top_k": tf.int32.as_datatype_enum,
+        "top_p": tf.float32.as_datatype_enum, "seed": tf.int64.as_datatype_enum}
+    assert all([d.size for d in v.tensor_shape.dim] == [-1] for v in gen.inputs.values())
+    assert sorted(gen.outputs) == ["continuation", "num_tokens"]
+    assert sorted(sigs["score"].outputs) == ["num_tokens", "perplexity", "token_log_probs"]
+    assert (exported[1] / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
+    assert 'name: "nwp"' in (exported[0].parent / "models.config").read_text()
+
+
+def test_greedy_generation_equals_the_python_sampler(tiny_run, exported):
+    from zoo.sampling import generate
+
+    predictor = NextWordPredictor.load(tiny_run)
+    vocab = predictor.vectorizer.vocabulary
+    prompt = "the value of"
+    ids = [[vocab.index("<eos>")] + [vocab.index(w) for w in prompt.split()]]
+    sig = tf.saved_model.load(str(exported[1])).signatures["generate"]
+    out = sig(text=tf.constant([prompt]), max_new_tokens=tf.constant([6]),
+              temperature=tf.constant([0.0]), top_k=tf.constant([0]),
+              top_p=tf.constant([1.0]), seed=tf.constant([0], tf.int64))
+    # The Python loop may pick padding/[UNK]; ban them the same way for the comparison.
+    model = predictor.model
+    real_step = model.step
+
+    def banned_step(token_ids, states):
+        logits, states = real_step(token_ids, states)
+        return tf.concat([tf.fill([tf.shape(logits)[0], 2], -1e9), logits[:, 2:]], 1), states
+
+    model.step = banned_step
+    try:
+        expected = generate(model, np.array(ids), max_new_tokens=6)[0]
+    finally:
+        model.step = real_step
+    assert out["continuation"].numpy()[0].decode() == " ".join(vocab[i] for i in expected)
+    assert out["num_tokens"].numpy().tolist() == [6]
+
+
+def test_sampling_is_seeded(exported):
+    sig = tf.saved_model.load(str(exported[1])).signatures["generate"]
+
+    def run(seed):
+        return sig(text=tf.constant(["the", "the"]), max_new_tokens=tf.constant([8, 8]),
+                   temperature=tf.constant([1.0, 1.0]), top_k=tf.constant([20, 20]),
+                   top_p=tf.constant([0.95, 0.95]),
+                   seed=tf.constant(seed, tf.int64))["continuation"].numpy()
+
+    a = run([3, 4])
+    np.testing.assert_array_equal(a, run([3, 4]))
+    assert a[0] != a[1]  # another seed, another text
+
+
+def test_score_equals_log_probs_computed_by_hand(tiny_run, exported):
+    predictor = NextWordPredictor.load(tiny_run)
+    vocab = predictor.vectorizer.vocabulary
+    text = "the value of the"
+    ids = [vocab.index("<eos>")] + [vocab.index(w) for w in text.split()]
+    logits = np.asarray(predictor.model(np.array([ids], "int32")))[0].astype("float64")
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = [logp[t, ids[t + 1]] for t in range(len(ids) - 1)]
+    out = tf.saved_model.load(str(exported[1])).signatures["score"](
+        text=tf.constant([text, ""]))
+    np.testing.assert_allclose(out["token_log_probs"].numpy()[0], expected, atol=1e-4)
+    assert out["num_tokens"].numpy().tolist() == [4, 0]
+    np.testing.assert_allclose(out["perplexity"].numpy(), [np.exp(-np.mean(expected)), 1.0],
+                               rtol=1e-4)

@@ -191,3 +191,21 @@ def test_prometheus_metrics_count_requests_by_status(server):
     assert count(after, "OK") == count(before, "OK") + 1
     assert count(after, "INVALID_ARGUMENT") == count(before, "INVALID_ARGUMENT") + 1
     assert ':tensorflow:serving:request_latency_bucket{API="predict"' in after
+
+
+def test_generate_and_score_over_rest_in_row_format(server):
+    body = {"signature_name": "generate", "instances": [
+        {"text": "the", "max_new_tokens": 3, "temperature": 0.0, "top_k": 0, "top_p": 1.0,
+         "seed": 1},
+        {"text": "", "max_new_tokens": 2, "temperature": 1.0, "top_k": 5, "top_p": 0.9,
+         "seed": 2}]}
+    status, out = call(server, "/v1/models/nwp:predict", body)
+    assert status == 200, out
+    assert [p["num_tokens"] for p in out["predictions"]] == [3, 2]
+    assert len(out["predictions"][0]["continuation"].split(" ")) == 3
+    status, out = call(server, "/v1/models/nwp:predict",
+                       {"signature_name": "score", "inputs": {"text": ["the", ""]}})
+    assert status == 200 and out["outputs"]["num_tokens"] == [1, 0]
+    status, out = call(server, "/v1/models/nwp:predict",
+                       {"signature_name": "generate", "instances": [{"text": "a"}]})
+    assert status == 400 and "keys must be equal to" in out["error"]
