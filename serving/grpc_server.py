@@ -70,8 +70,8 @@ def _measured(api):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``PredictionService`` over a :class:`serving.servable.ModelManager`."""
 
-    def __init__(self, manager, metrics=None):
-        self.manager, self.metrics = manager, metrics
+    def __init__(self, manager, metrics=None, batcher=None):
+        self.manager, self.metrics, self.batcher = manager, metrics, batcher
 
     @_measured("predict")
     def Predict(self, request, context):  # noqa: N802 (the proto's name)
@@ -86,7 +86,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise invalid(f"input tensor alias not found in signature: {unknown[0]}. "
                               f"Inputs expected to be in the set {{{','.join(sorted(sig.inputs))}}}.")
             inputs = {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()}
-            outputs = servable.predict(signature_name, inputs)
+            if self.batcher is not None:
+                outputs = self.batcher.submit(servable, signature_name, inputs)
+            else:
+                outputs = servable.predict(signature_name, inputs)
             wanted = list(request.output_filter) or sorted(outputs)
             for alias in wanted:
                 if alias not in outputs:
@@ -157,7 +160,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return json_format.ParseDict(status, get_model_status_pb2.GetModelStatusResponse())
 
 
-def make_grpc_server(manager, host, port, max_workers=8, metrics=None):
+def make_grpc_server(manager, host, port, max_workers=64, metrics=None, batcher=None):
     """A started-ready (not yet started) ``grpc.Server`` bound to ``host:port``.
 
     Raises:
@@ -166,7 +169,7 @@ def make_grpc_server(manager, host, port, max_workers=8, metrics=None):
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
                          options=[("grpc.max_receive_message_length", 64 << 20)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager, metrics), server)
+        PredictionService(manager, metrics, batcher), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, metrics),
                                                               server)
     try:

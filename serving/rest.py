@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
 import re
@@ -48,6 +49,7 @@ _GET_RE = re.compile(
 MANAGER_KEY = web.AppKey("manager", ModelManager)
 LIMIT_KEY = web.AppKey("max_batch_size_per_request", int)
 METRICS_KEY = web.AppKey("metrics", metrics_module.ServerMetrics)
+BATCHER_KEY = web.AppKey("batcher", object)
 _INT64_MAX = 2 ** 63 - 1
 
 
@@ -140,7 +142,10 @@ async def handle_post(request, path):
                           f"{limit} per request (--max_batch_size_per_request). Split the "
                           "request.")
     loop = asyncio.get_running_loop()
-    outputs = await loop.run_in_executor(None, servable.predict, signature_name, inputs)
+    batcher = request.app[BATCHER_KEY]
+    run = batcher.submit if batcher is not None else servable.predict
+    outputs = await loop.run_in_executor(None, run, *((servable,) if batcher else ()),
+                                         signature_name, inputs)
     return web.json_response(format_predict_response(outputs, row_format))
 
 
@@ -187,10 +192,18 @@ async def errors_as_json(request, handler):
 
 
 def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024,
-             metrics=None):
-    """The aiohttp application serving ``manager``'s models (and ``metrics``)."""
+             metrics=None, batcher=None):
+    """The aiohttp application serving ``manager``'s models (with ``metrics`` and an
+    optional :class:`serving.batching.Batcher`)."""
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
     app[MANAGER_KEY] = manager
+    app[BATCHER_KEY] = batcher
+
+    async def threads(app):  # requests wait in threads while a batch fills
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="rest"))
+
+    app.on_startup.append(threads)
     app[METRICS_KEY] = metrics or metrics_module.ServerMetrics()
     app[LIMIT_KEY] = max_batch_size_per_request
     app.router.add_route("*", "/{tail:.*}", handle_v1)
@@ -215,6 +228,11 @@ def build_parser():
                         "labels); replaces --model_name/--model_base_path")
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                    help="how often to look for new versions; 0 loads once")
+    p.add_argument("--enable_batching", action="store_true",
+                   help="batch concurrent predict requests (TF Serving's flag)")
+    p.add_argument("--batching_parameters_file", default=None,
+                   help="BatchingParameters text proto: max_batch_size, batch_timeout_micros, "
+                        "num_batch_threads, max_enqueued_batches")
     p.add_argument("--max_request_bytes", type=int, default=8 << 20,
                    help="larger request bodies get 413")
     p.add_argument("--max_batch_size_per_request", type=int, default=1024,
@@ -231,6 +249,18 @@ def main(argv=None):
             parser.error(f"--{flag} must be in 0..65535, got {getattr(args, flag)}")
     if args.max_batch_size_per_request < 1 or args.max_request_bytes < 1:
         parser.error("--max_batch_size_per_request and --max_request_bytes must be >= 1")
+    if args.batching_parameters_file and not args.enable_batching:
+        parser.error("--batching_parameters_file needs --enable_batching (as in TF Serving)")
+    batcher = None
+    if args.enable_batching:
+        from serving.batching import DEFAULTS, Batcher, read_batching_parameters
+
+        try:
+            params = (read_batching_parameters(args.batching_parameters_file)
+                      if args.batching_parameters_file else dict(DEFAULTS))
+        except ValueError as err:
+            parser.error(str(err))
+        batcher = Batcher(**params)
     try:
         if args.model_config_file:
             manager = ModelManager(read_model_config_file(args.model_config_file))
@@ -252,17 +282,20 @@ def main(argv=None):
         if args.port:
             from serving.grpc_server import make_grpc_server
 
-            grpc_server = make_grpc_server(manager, args.host, args.port, metrics=metrics)
+            grpc_server = make_grpc_server(manager, args.host, args.port, metrics=metrics,
+                                           batcher=batcher)
             grpc_server.start()
             print(f"gRPC on {args.host}:{args.port}", flush=True)
         web.run_app(make_app(manager, args.max_request_bytes, args.max_batch_size_per_request,
-                             metrics),
+                             metrics, batcher),
                     host=args.host, port=args.rest_api_port, print=None, shutdown_timeout=10.0)
     except OSError as err:
         print(f"nwp-serve: error: cannot listen on {args.host}: {err}", file=sys.stderr)
         return 2
     finally:
         manager.stop_polling()
+        if batcher is not None:
+            batcher.close()
         if grpc_server is not None:
             grpc_server.stop(grace=5).wait()
     return 0

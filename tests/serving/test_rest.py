@@ -209,3 +209,51 @@ def test_generate_and_score_over_rest_in_row_format(server):
     status, out = call(server, "/v1/models/nwp:predict",
                        {"signature_name": "generate", "instances": [{"text": "a"}]})
     assert status == 400 and "keys must be equal to" in out["error"]
+
+
+def test_batching_server_answers_each_prompt_as_if_alone(exported, tmp_path):
+    """Prompts of different lengths batched together get their own answers (padding)."""
+    import concurrent.futures
+    import subprocess
+    import sys
+    import time
+
+    import tensorflow as tf
+
+    from tests.conftest import ROOT, _free_port
+
+    params = tmp_path / "batching.config"
+    params.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 50000 }\n"
+                      "num_batch_threads { value: 1 }\n")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", "--port=0",
+         "--model_name=nwp", f"--model_base_path={exported[0]}", "--enable_batching",
+         f"--batching_parameters_file={params}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if call(url, "/v1/models/nwp")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.3)
+        prompts = ["the " * n + "value" for n in range(12)]
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(
+                lambda p: call(url, "/v1/models/nwp:predict", {"instances": [p]}), prompts))
+        direct = tf.saved_model.load(str(exported[1])).signatures["serving_default"](
+            text=tf.constant(prompts))
+        for i, (status, body) in enumerate(answers):
+            assert status == 200, body
+            assert body["predictions"][0]["words"] == [
+                w.decode() for w in direct["words"].numpy()[i]]
+            np.testing.assert_allclose(body["predictions"][0]["probabilities"],
+                                       direct["probabilities"].numpy()[i], rtol=1e-5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

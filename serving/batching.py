@@ -1,0 +1,175 @@
+"""Dynamic batching of predict requests (``--enable_batching``), like TF Serving's
+``BasicBatchScheduler``: requests for the same model version and signature that arrive close
+together are concatenated along dimension 0, run once, and split back.
+
+Parameters (``--batching_parameters_file``, TF Serving's ``BatchingParameters`` text format,
+e.g. ``max_batch_size { value: 32 }``):
+
+* ``max_batch_size`` (default 1000): most rows in one run;
+* ``batch_timeout_micros`` (default 0): how long the oldest request may wait for others;
+* ``num_batch_threads`` (default: CPU count): runs in parallel;
+* ``max_enqueued_batches`` (default 10): a request that would queue more than this many full
+  batches is refused with UNAVAILABLE (HTTP 503).
+
+Requests whose inputs cannot be concatenated with the others' (a different shape past
+dimension 0, or rank 0) run on their own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+import numpy as np
+
+from serving.errors import ServingError
+
+DEFAULTS = {"max_batch_size": 1000, "batch_timeout_micros": 0,
+            "num_batch_threads": os.cpu_count() or 1, "max_enqueued_batches": 10}
+
+
+def read_batching_parameters(path):
+    """``{name: int}`` from a BatchingParameters text proto (the four fields above).
+
+    Raises:
+        ValueError: unreadable file, an unknown field, a value < 0 (< 1 for all but the
+            timeout), or text that is not ``name { value: N }`` entries.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as err:
+        raise ValueError(f"Cannot read the batching parameters file {path}: {err}") from None
+    entry = re.compile(r"(\w+)\s*\{\s*value\s*:\s*(-?\d+)\s*\}")
+    params = dict(DEFAULTS)
+    for name, value in entry.findall(text):
+        if name not in DEFAULTS:
+            raise ValueError(f"{path}: unsupported batching parameter {name!r}; supported: "
+                             f"{', '.join(DEFAULTS)}.")
+        params[name] = int(value)
+    if entry.sub("", text).strip():
+        raise ValueError(f"{path}: expected entries like 'max_batch_size {{ value: 32 }}'.")
+    for name, value in params.items():
+        if value < (0 if name == "batch_timeout_micros" else 1):
+            raise ValueError(f"{path}: {name} must be >= "
+                             f"{0 if name == 'batch_timeout_micros' else 1}, got {value}.")
+    return params
+
+
+class _Task:
+    def __init__(self, inputs):
+        self.inputs = inputs
+        self.rows = next(iter(inputs.values())).shape[0]
+        self.arrived = time.monotonic()
+        self.done = threading.Event()
+        self.result = self.error = None
+
+
+class Batcher:
+    """Thread-safe dynamic batcher; :meth:`submit` blocks until the request's rows ran.
+
+    Args:
+        max_batch_size, batch_timeout_micros, num_batch_threads, max_enqueued_batches: see
+            the module docstring.
+    """
+
+    def __init__(self, max_batch_size=1000, batch_timeout_micros=0, num_batch_threads=1,
+                 max_enqueued_batches=10):
+        self.max_batch_size = max_batch_size
+        self.timeout = batch_timeout_micros / 1e6
+        self.max_rows_queued = max_enqueued_batches * max_batch_size
+        self._queues = {}  # (servable id, signature) -> (servable, signature, [tasks])
+        self._cond = threading.Condition()
+        self._closed = False
+        self.batches_run = 0
+        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"batch-{i}")
+                         for i in range(num_batch_threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, servable, signature_name, inputs):
+        """Run ``servable.predict(signature_name, inputs)`` batched with other requests.
+
+        Raises:
+            ServingError: UNAVAILABLE when the queue is full; the servable's own errors.
+        """
+        arrays = list(inputs.values())
+        if not arrays or any(a.ndim == 0 for a in arrays) or len({a.shape[0] for a in arrays}) > 1:
+            return servable.predict(signature_name, inputs)  # cannot be batched
+        task = _Task(inputs)
+        key = (id(servable), signature_name)
+        with self._cond:
+            if self._closed:
+                raise ServingError("UNAVAILABLE", "The server is shutting down.")
+            queued = sum(t.rows for _, _, tasks in self._queues.values() for t in tasks)
+            if queued + task.rows > self.max_rows_queued:
+                raise ServingError("UNAVAILABLE", "The batch scheduling queue is full; retry "
+                                                  "later.")
+            self._queues.setdefault(key, (servable, signature_name, []))[2].append(task)
+            self._cond.notify()
+        task.done.wait()
+        if task.error is not None:
+            raise task.error
+        return task.result
+
+    def _take(self):
+        """Under the lock: the next batch ``(servable, signature, tasks)`` or None."""
+        now = time.monotonic()
+        for key, (servable, signature, tasks) in list(self._queues.items()):
+            rows = sum(t.rows for t in tasks)
+            if rows >= self.max_batch_size or now - tasks[0].arrived >= self.timeout:
+                batch, total = [], 0
+                while tasks and (not batch or total + tasks[0].rows <= self.max_batch_size):
+                    total += tasks[0].rows
+                    batch.append(tasks.pop(0))
+                if not tasks:
+                    del self._queues[key]
+                return servable, signature, batch
+        return None
+
+    def _work(self):
+        while True:
+            with self._cond:
+                while True:
+                    if self._closed and not self._queues:
+                        return
+                    job = self._take()
+                    if job is not None:
+                        break
+                    waits = [self.timeout - (time.monotonic() - tasks[0].arrived)
+                             for _, _, tasks in self._queues.values()]
+                    self._cond.wait(timeout=max(min(waits), 1e-4) if waits else None)
+            self._run(*job)
+
+    def _run(self, servable, signature, tasks):
+        try:
+            shapes = {(k, v.shape[1:], v.dtype.kind) for t in tasks for k, v in t.inputs.items()}
+            if len(shapes) != len(tasks[0].inputs):  # inner shapes differ: one at a time
+                for task in tasks:
+                    task.result = servable.predict(signature, task.inputs)
+            else:
+                merged = {k: np.concatenate([t.inputs[k] for t in tasks]) for k in tasks[0].inputs}
+                outputs = servable.predict(signature, merged)
+                start = 0
+                for task in tasks:
+                    task.result = {k: v[start:start + task.rows] for k, v in outputs.items()}
+                    start += task.rows
+            with self._cond:
+                self.batches_run += 1
+        except Exception as err:  # noqa: BLE001  every waiting request gets the error
+            for task in tasks:
+                if task.result is None:
+                    task.error = err
+        finally:
+            for task in tasks:
+                task.done.set()
+
+    def close(self):
+        """Finish the queued requests, then stop the threads."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
