@@ -131,9 +131,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _not_classifiable(self, request, context, verb):
         try:
             servable = self.manager.get(*_spec(request.model_spec))
-            _, sig = servable.signature(request.model_spec.signature_name)
-            raise invalid(f"Expected {verb} signature method_name to be "
-                          f"tensorflow/serving/{verb}. Was: {sig.method_name}")
+            servable.refuse_classify_regress(verb, request.model_spec.signature_name)
         except ServingError as err:
             _abort(context, err)
 

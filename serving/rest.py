@@ -130,10 +130,16 @@ async def handle_post(request, path):
     if not isinstance(signature_name, str):
         raise invalid("'signature_name' key must be a string value.")
     servable = request.app[MANAGER_KEY].get(name, version, label)
-    if verb != "predict":
-        _, sig = servable.signature(signature_name)
-        raise invalid(f"Expected {verb} signature method_name to be tensorflow/serving/{verb}. "
-                      f"Was: {sig.method_name}")
+    if verb != "predict":  # tensorflow_serving/util/json_tensor.cc order of checks
+        examples = body.get("examples")
+        if "examples" not in body:
+            raise invalid("When method is classify, key 'examples' is expected and was not "
+                          "found")
+        if not isinstance(examples, list):
+            raise invalid("'examples' value is not a list/array")
+        if not examples:
+            raise invalid("'examples' value is an empty array")
+        servable.refuse_classify_regress(verb, signature_name)
     inputs, row_format = parse_predict_request(body, servable.input_dtypes(signature_name))
     limit = request.app[LIMIT_KEY]
     for alias, array in inputs.items():

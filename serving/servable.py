@@ -78,6 +78,23 @@ class Servable:
             raise invalid(f'Serving signature name: "{key}" not found in signature def')
         return key, self.signature_defs[key]
 
+    def refuse_classify_regress(self, verb, signature_name):
+        """Raise TF Serving's error for ``:classify``/``:regress`` on this servable's
+        signature: every signature here is a predict signature (reference section 1.10).
+
+        Raises:
+            ServingError: always (INVALID_ARGUMENT).
+        """
+        key = signature_name or DEFAULT_SIGNATURE
+        if key not in self.signature_defs:
+            raise invalid(f"No signature was found with the name: {key}")
+        sig = self.signature_defs[key]
+        if verb == "classify":
+            raise invalid(f"No classification inputs found in SignatureDef: {sig}".strip())
+        if len(sig.outputs) != 1:
+            raise invalid("Expected one output Tensor.")
+        raise invalid(f"No regression inputs found in SignatureDef: {sig}".strip())
+
     def input_dtypes(self, signature_name):
         """``{alias: tf.DType}`` of a signature's inputs.
 

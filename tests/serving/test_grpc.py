@@ -104,3 +104,18 @@ def _bad_alias():
     req = _request(["a"])
     req.inputs["prompt"].CopyFrom(tf.make_tensor_proto(["b"]))
     return req
+
+
+@pytest.mark.parametrize("verb, text", [("Classify", "No classification inputs found"),
+                                        ("Regress", "Expected one output Tensor.")])
+def test_classify_and_regress_answer_like_tf_serving_on_a_predict_signature(channel, verb,
+                                                                           text):
+    from tensorflow_serving.apis import classification_pb2, regression_pb2
+
+    module = classification_pb2 if verb == "Classify" else regression_pb2
+    request = getattr(module, f"{'Classification' if verb == 'Classify' else 'Regression'}Request")()
+    request.model_spec.name = "nwp"
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        getattr(stub, verb)(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and text in info.value.details()
