@@ -1,0 +1,117 @@
+"""REST conformance on fixture models the test builds itself: a float model
+(y = 0.5 x + 2, TF Serving's half_plus_two) and a two-input model (int32 and string inputs,
+a string output whose name ends in _bytes). Expected answers come from
+shared/reference/tf_serving_api.md, sections 1.4-1.8."""
+
+import json
+import math
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import tensorflow as tf
+
+from tests.conftest import ROOT, _free_port
+
+
+class HalfPlusTwo(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def serve(self, x):
+        return {"y": 0.5 * x + 2.0}
+
+
+class TwoInputs(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="n"),
+                                  tf.TensorSpec([None], tf.string, name="s")])
+    def serve(self, n, s):
+        repeated = tf.strings.join([s, tf.strings.as_string(n)], separator=":")
+        return {"joined_bytes": repeated, "doubled": n * 2}
+
+
+@pytest.fixture(scope="module")
+def fixture_server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("fixtures")
+    config = ["model_config_list {"]
+    for name, module in (("half", HalfPlusTwo()), ("two", TwoInputs())):
+        tf.saved_model.save(module, str(base / name / "1"),
+                            signatures={"serving_default": module.serve})
+        config.append(f"  config {{ name: '{name}' base_path: '{base / name}' }}")
+    config.append("}")
+    (base / "models.config").write_text("\n".join(config))
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", "--port=0",
+         f"--model_config_file={base / 'models.config'}"], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/v1/models/half", timeout=2)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def post(url, path, raw):
+    req = urllib.request.Request(url + path, data=raw.encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+CASES = [
+    # float model: row and columnar, ints accepted for floats, non-finite values
+    ("half", '{"instances": [1.0, 2, 5.5]}', 200, {"predictions": [2.5, 3.0, 4.75]}),
+    ("half", '{"inputs": [1.0, 3.0]}', 200, {"outputs": [2.5, 3.5]}),
+    ("half", '{"inputs": {"x": [4]}}', 200, {"outputs": [4.0]}),
+    ("half", '{"instances": [Infinity]}', 200, {"predictions": [math.inf]}),
+    ("half", '{"instances": ["1"]}', 400, "is not of expected type: float"),
+    ("half", '{"instances": [true]}', 400, "is not of expected type: float"),
+    ("half", '{"instances": [[1.0], [2.0, 3.0]]}', 400, "Expecting tensor size: 1 but got: 2"),
+    # two inputs: objects with exactly the input keys, int32 checks, _bytes outputs as b64
+    ("two", '{"instances": [{"n": 1, "s": "a"}, {"n": 2, "s": {"b64": "Yg=="}}]}', 200,
+     {"predictions": [{"doubled": 2, "joined_bytes": {"b64": "YTox"}},
+                      {"doubled": 4, "joined_bytes": {"b64": "Yjoy"}}]}),
+    ("two", '{"inputs": {"n": [3], "s": ["c"]}}', 200,
+     {"outputs": {"doubled": [6], "joined_bytes": [{"b64": "Yzoz"}]}}),  # base64("c:3")
+    ("two", '{"instances": [{"n": 1}]}', 400, "keys must be equal to: n,s"),
+    ("two", '{"instances": [{"n": 1.5, "s": "a"}]}', 400, "is not of expected type: int32"),
+    ("two", '{"instances": [{"n": 2147483648, "s": "a"}]}', 400, "expected type: int32"),
+    ("two", '{"instances": [1, 2]}', 400, "instances is a plain list"),
+    ("two", '{"inputs": {"n": [1]}}', 400, "Missing named input: s"),
+    ("two", '{"instances": [{"n": 1, "s": {"b64": "***"}}]}', 400, "base64"),
+]
+
+
+@pytest.mark.parametrize("model, raw, code, expected", CASES)
+def test_rest_conformance(fixture_server, model, raw, code, expected):
+    status, text = post(fixture_server, f"/v1/models/{model}:predict", raw)
+    assert status == code, text
+    if code == 200:
+        assert json.loads(text) == expected
+    else:
+        assert expected in json.loads(text)["error"]
+
+
+def test_nan_outputs_are_the_bare_token(fixture_server):
+    status, text = post(fixture_server, "/v1/models/half:predict", '{"instances": [NaN]}')
+    assert status == 200 and text.replace(" ", "") == '{"predictions":[NaN]}'
+
+
+def test_metadata_of_the_two_input_model(fixture_server):
+    with urllib.request.urlopen(f"{fixture_server}/v1/models/two/metadata") as resp:
+        sig = json.loads(resp.read())["metadata"]["signature_def"]["signature_def"][
+            "serving_default"]
+    assert {k: v["dtype"] for k, v in sig["inputs"].items()} == {"n": "DT_INT32",
+                                                                "s": "DT_STRING"}
+    assert sig["outputs"]["joined_bytes"]["dtype"] == "DT_STRING"
