@@ -12,7 +12,11 @@ e.g. ``max_batch_size { value: 32 }``):
   batches is refused with UNAVAILABLE (HTTP 503).
 
 Requests whose inputs cannot be concatenated with the others' (a different shape past
-dimension 0, or rank 0) run on their own.
+dimension 0, or rank 0), and signatures with an output whose shape past dimension 0 is not
+fixed (``score``'s per-token log-probabilities), run on their own, so a request gets the
+same answer batched or not. A request with more rows than ``max_batch_size`` is refused
+(INVALID_ARGUMENT, as TF Serving without large-batch splitting). If a merged run fails,
+its requests run one by one, so each gets its own answer or error.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ from serving.errors import ServingError
 
 DEFAULTS = {"max_batch_size": 1000, "batch_timeout_micros": 0,
             "num_batch_threads": os.cpu_count() or 1, "max_enqueued_batches": 10}
+LIMITS = {"max_batch_size": (1, 1_000_000), "batch_timeout_micros": (0, 60_000_000),
+          "num_batch_threads": (1, 256), "max_enqueued_batches": (1, 1_000_000)}
+# TF Serving fields accepted and ignored (no effect here): padding, split, fixed sizes.
+IGNORED = ("allowed_batch_sizes", "pad_variable_length_inputs", "thread_pool_name",
+           "enable_large_batch_splitting", "max_execution_batch_size")
 
 
 def read_batching_parameters(path):
@@ -42,19 +51,25 @@ def read_batching_parameters(path):
             text = f.read()
     except OSError as err:
         raise ValueError(f"Cannot read the batching parameters file {path}: {err}") from None
-    entry = re.compile(r"(\w+)\s*\{\s*value\s*:\s*(-?\d+)\s*\}")
+    text = re.sub(r"#[^\n]*", "", text)  # comments
+    entry = re.compile(r"(\w+)\s*:?\s*\{\s*value\s*:\s*(\"[^\"]*\"|[\w.-]+)\s*\}")
     params = dict(DEFAULTS)
     for name, value in entry.findall(text):
+        if name in IGNORED:
+            continue
         if name not in DEFAULTS:
             raise ValueError(f"{path}: unsupported batching parameter {name!r}; supported: "
-                             f"{', '.join(DEFAULTS)}.")
-        params[name] = int(value)
+                             f"{', '.join(DEFAULTS)} (ignored: {', '.join(IGNORED)}).")
+        try:
+            params[name] = int(value)
+        except ValueError:
+            raise ValueError(f"{path}: {name} must be an integer, got {value}.") from None
     if entry.sub("", text).strip():
         raise ValueError(f"{path}: expected entries like 'max_batch_size {{ value: 32 }}'.")
     for name, value in params.items():
-        if value < (0 if name == "batch_timeout_micros" else 1):
-            raise ValueError(f"{path}: {name} must be >= "
-                             f"{0 if name == 'batch_timeout_micros' else 1}, got {value}.")
+        low, high = LIMITS[name]
+        if not low <= value <= high:
+            raise ValueError(f"{path}: {name} must be in [{low}, {high}], got {value}.")
     return params
 
 
@@ -96,9 +111,14 @@ class Batcher:
             ServingError: UNAVAILABLE when the queue is full; the servable's own errors.
         """
         arrays = list(inputs.values())
-        if not arrays or any(a.ndim == 0 for a in arrays) or len({a.shape[0] for a in arrays}) > 1:
+        if (not arrays or any(a.ndim == 0 for a in arrays) or len({a.shape[0] for a in arrays}) > 1
+                or not servable.batchable(signature_name)):
             return servable.predict(signature_name, inputs)  # cannot be batched
         task = _Task(inputs)
+        if task.rows > self.max_batch_size:
+            raise ServingError("INVALID_ARGUMENT", f"Task size {task.rows} is larger than "
+                                                   f"maximum input batch size "
+                                                   f"{self.max_batch_size}")
         key = (id(servable), signature_name)
         with self._cond:
             if self._closed:
@@ -146,22 +166,26 @@ class Batcher:
     def _run(self, servable, signature, tasks):
         try:
             shapes = {(k, v.shape[1:], v.dtype.kind) for t in tasks for k, v in t.inputs.items()}
-            if len(shapes) != len(tasks[0].inputs):  # inner shapes differ: one at a time
+            merged_ok = len(tasks) > 1 and len(shapes) == len(tasks[0].inputs)
+            if merged_ok:
+                try:
+                    merged = {k: np.concatenate([t.inputs[k] for t in tasks])
+                              for k in tasks[0].inputs}
+                    outputs = servable.predict(signature, merged)
+                    start = 0
+                    for task in tasks:
+                        task.result = {k: v[start:start + task.rows] for k, v in outputs.items()}
+                        start += task.rows
+                except Exception:  # noqa: BLE001  find whose request it was: one at a time
+                    merged_ok = False
+            if not merged_ok:
                 for task in tasks:
-                    task.result = servable.predict(signature, task.inputs)
-            else:
-                merged = {k: np.concatenate([t.inputs[k] for t in tasks]) for k in tasks[0].inputs}
-                outputs = servable.predict(signature, merged)
-                start = 0
-                for task in tasks:
-                    task.result = {k: v[start:start + task.rows] for k, v in outputs.items()}
-                    start += task.rows
+                    try:
+                        task.result = servable.predict(signature, task.inputs)
+                    except Exception as err:  # noqa: BLE001  this request's own error
+                        task.error = err
             with self._cond:
                 self.batches_run += 1
-        except Exception as err:  # noqa: BLE001  every waiting request gets the error
-            for task in tasks:
-                if task.result is None:
-                    task.error = err
         finally:
             for task in tasks:
                 task.done.set()

@@ -29,6 +29,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.errors import ServingError, invalid
+from serving.servable import check_rows
 
 _MAX_MESSAGE = 1024
 
@@ -61,8 +62,9 @@ def _measured(api):
                 raise
             finally:
                 if self.metrics is not None:
-                    self.metrics.observe(request.model_spec.name, api, "GRPC", status,
-                                         time.perf_counter() - started)
+                    name = request.model_spec.name
+                    self.metrics.observe(name if self.manager.known(name) else "", api, "GRPC",
+                                         status, time.perf_counter() - started)
         return run
     return wrap
 
@@ -70,8 +72,9 @@ def _measured(api):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``PredictionService`` over a :class:`serving.servable.ModelManager`."""
 
-    def __init__(self, manager, metrics=None, batcher=None):
+    def __init__(self, manager, metrics=None, batcher=None, max_rows=1024):
         self.manager, self.metrics, self.batcher = manager, metrics, batcher
+        self.max_rows = max_rows
 
     @_measured("predict")
     def Predict(self, request, context):  # noqa: N802 (the proto's name)
@@ -80,12 +83,27 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             servable = self.manager.get(*_spec(request.model_spec))
             signature_name = request.model_spec.signature_name
-            key, sig = servable.signature(signature_name)
+            key = signature_name or "serving_default"
+            if key not in servable.signature_defs:  # gRPC's code and text (predict_util.cc)
+                raise ServingError("FAILED_PRECONDITION",
+                                   f'Serving signature key "{key}" not found.')
+            sig = servable.signature_defs[key]
             unknown = sorted(set(request.inputs) - set(sig.inputs))
             if unknown:
                 raise invalid(f"input tensor alias not found in signature: {unknown[0]}. "
                               f"Inputs expected to be in the set {{{','.join(sorted(sig.inputs))}}}.")
-            inputs = {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()}
+            inputs = {}
+            for i, (alias, proto) in enumerate(sorted(request.inputs.items())):
+                want = tf.dtypes.as_dtype(sig.inputs[alias].dtype)
+                if proto.dtype != want.as_datatype_enum:
+                    got = (tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "invalid")
+                    raise invalid(f"Expects arg[{i}] ({alias}) to be {want.name} but {got} is "
+                                  "provided")
+                try:
+                    inputs[alias] = tf.make_ndarray(proto)
+                except (ValueError, TypeError) as err:
+                    raise invalid(f"Cannot read input {alias}: {err}") from None
+            check_rows(inputs, self.max_rows)
             if self.batcher is not None:
                 outputs = self.batcher.submit(servable, signature_name, inputs)
             else:
@@ -135,9 +153,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         except ServingError as err:
             _abort(context, err)
 
+    @_measured("classify")
     def Classify(self, request, context):  # noqa: N802
         self._not_classifiable(request, context, "classify")
 
+    @_measured("regress")
     def Regress(self, request, context):  # noqa: N802
         self._not_classifiable(request, context, "regress")
 
@@ -158,7 +178,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return json_format.ParseDict(status, get_model_status_pb2.GetModelStatusResponse())
 
 
-def make_grpc_server(manager, host, port, max_workers=64, metrics=None, batcher=None):
+def make_grpc_server(manager, host, port, max_workers=64, metrics=None, batcher=None,
+                     max_rows=1024):
     """A started-ready (not yet started) ``grpc.Server`` bound to ``host:port``.
 
     Raises:
@@ -167,7 +188,7 @@ def make_grpc_server(manager, host, port, max_workers=64, metrics=None, batcher=
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
                          options=[("grpc.max_receive_message_length", 64 << 20)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager, metrics, batcher), server)
+        PredictionService(manager, metrics, batcher, max_rows), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, metrics),
                                                               server)
     try:

@@ -3,17 +3,23 @@
 Exposed at ``GET /monitoring/prometheus/metrics`` (TF Serving's default path) as Prometheus
 text:
 
+Requests for a model the server does not have are counted under ``model_name=""``, so
+clients cannot grow the set of series.
+
 * ``:tensorflow:serving:request_count_total{model_name, status, entrypoint}``: requests by
   TensorFlow status code name (``OK``, ``INVALID_ARGUMENT``, ``NOT_FOUND``, ...) and
   entrypoint (``REST`` or ``GRPC``). (TF Serving's counter has no ``_total`` suffix;
   prometheus_client adds it to every counter, as current Prometheus naming asks.)
 * ``:tensorflow:serving:request_latency{model_name, API, entrypoint}``: a histogram of
-  request latency in microseconds, ``API`` being ``predict``, ``metadata`` or ``status``.
+  request latency in microseconds, ``API`` being ``predict``, ``classify``, ``regress``,
+  ``metadata`` or ``status``.
 """
 
 from __future__ import annotations
 
 import prometheus_client
+
+prometheus_client.disable_created_metrics()  # TF Serving has no *_created series
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 PATH = "/monitoring/prometheus/metrics"

@@ -36,7 +36,7 @@ from aiohttp import web
 from serving import metrics as metrics_module
 from serving.errors import ServingError, invalid
 from serving.json_tensor import format_predict_response, parse_predict_request
-from serving.servable import ModelManager, read_model_config_file
+from serving.servable import ModelManager, check_rows, read_model_config_file
 
 # tensorflow_serving/model_servers/http_rest_api_util.cc
 _POST_RE = re.compile(
@@ -60,10 +60,9 @@ def _error(err):
 def _version(text):
     if text is None:
         return None
-    value = int(text)
-    if value > _INT64_MAX:
+    if len(text) > 19 or int(text) > _INT64_MAX:
         raise invalid(f"Failed to convert version: {text} to numeric.")
-    return value
+    return int(text)
 
 
 def _first_key_wins(pairs):
@@ -141,12 +140,7 @@ async def handle_post(request, path):
             raise invalid("'examples' value is an empty array")
         servable.refuse_classify_regress(verb, signature_name)
     inputs, row_format = parse_predict_request(body, servable.input_dtypes(signature_name))
-    limit = request.app[LIMIT_KEY]
-    for alias, array in inputs.items():
-        if array.ndim and array.shape[0] > limit:
-            raise invalid(f"Input {alias} has {array.shape[0]} rows; this server takes at most "
-                          f"{limit} per request (--max_batch_size_per_request). Split the "
-                          "request.")
+    check_rows(inputs, request.app[LIMIT_KEY])
     loop = asyncio.get_running_loop()
     batcher = request.app[BATCHER_KEY]
     run = batcher.submit if batcher is not None else servable.predict
@@ -174,11 +168,16 @@ async def handle_v1(request):
     except ServingError as err:
         status = err.code
         return _error(err)
+    except BaseException:
+        status = "INTERNAL"
+        raise
     finally:
-        api = ("predict" if path.endswith(":predict") else
-               "metadata" if path.endswith("/metadata") else "status")
-        metrics.observe(request.get("model_name"), api, "REST", status,
-                        time.perf_counter() - started)
+        verb = path.rsplit(":", 1)[-1] if ":" in path.rsplit("/", 1)[-1] else ""
+        api = verb if verb in ("predict", "classify", "regress") else (
+            "metadata" if path.endswith("/metadata") else "status")
+        name = request.get("model_name")  # only configured models get their own series
+        metrics.observe(name if request.app[MANAGER_KEY].known(name) else "", api, "REST",
+                        status, time.perf_counter() - started)
 
 
 @web.middleware
@@ -289,7 +288,8 @@ def main(argv=None):
             from serving.grpc_server import make_grpc_server
 
             grpc_server = make_grpc_server(manager, args.host, args.port, metrics=metrics,
-                                           batcher=batcher)
+                                           batcher=batcher,
+                                           max_rows=args.max_batch_size_per_request)
             grpc_server.start()
             print(f"gRPC on {args.host}:{args.port}", flush=True)
         web.run_app(make_app(manager, args.max_request_bytes, args.max_batch_size_per_request,

@@ -78,6 +78,19 @@ class Servable:
             raise invalid(f'Serving signature name: "{key}" not found in signature def')
         return key, self.signature_defs[key]
 
+    def batchable(self, signature_name):
+        """True if every output of the signature has a fixed shape past dimension 0, so
+        rows of several requests can be concatenated and split back unchanged."""
+        key = signature_name or DEFAULT_SIGNATURE
+        sig = self.signature_defs.get(key)
+        if sig is None:
+            return False
+        for info in sig.outputs.values():
+            dims = [d.size for d in info.tensor_shape.dim]
+            if info.tensor_shape.unknown_rank or not dims or any(d < 0 for d in dims[1:]):
+                return False
+        return True
+
     def refuse_classify_regress(self, verb, signature_name):
         """Raise TF Serving's error for ``:classify``/``:regress`` on this servable's
         signature: every signature here is a predict signature (reference section 1.10).
@@ -143,6 +156,15 @@ class Servable:
                 sig_map, preserving_proto_field_name=True,
                 always_print_fields_with_no_presence=True)},
         }
+
+
+def check_rows(inputs, limit):
+    """Refuse (INVALID_ARGUMENT) inputs with more than ``limit`` rows in dimension 0."""
+    for alias, array in inputs.items():
+        if array.ndim and array.shape[0] > limit:
+            raise invalid(f"Input {alias} has {array.shape[0]} rows; this server takes at most "
+                          f"{limit} per request (--max_batch_size_per_request). Split the "
+                          "request.")
 
 
 @dataclasses.dataclass
@@ -234,9 +256,15 @@ class ModelManager:
 
     def load(self):
         """First load; raises ``RuntimeError`` if a model then has no available version
-        (``tensorflow_model_server`` would wait for one forever; we say what is missing)."""
+        (``tensorflow_model_server`` would wait for one forever; we say what is missing) or
+        a version label points at a version that is not available."""
         self.poll()
         for name, config in self.configs.items():
+            for label, version in config.labels.items():
+                if version not in self._servables[name]:
+                    raise RuntimeError(
+                        f"Version label {label!r} of model {name!r} points at version "
+                        f"{version}, which is not available (TF Serving refuses such labels).")
             if not self._servables[name]:
                 errors = [m for st, code, m in self._states[name].values() if code != "OK"]
                 raise RuntimeError(
@@ -260,7 +288,7 @@ class ModelManager:
                         loaded[version] = self._loader(name, version, on_disk[version])
                     except Exception as err:  # noqa: BLE001  a broken version: report, go on
                         self._failed[name][version] = mtimes[version]
-                        self._set_state(name, version, "END", "UNKNOWN",
+                        self._set_state(name, version, "END", "UNKNOWN",  # as TF Serving
                                         f"Failed to load {on_disk[version]}: "
                                         f"{type(err).__name__}: {err}")
                         failed_now = True
@@ -297,6 +325,10 @@ class ModelManager:
     def _set_state(self, name, version, state, code, message):
         with self._lock:
             self._states[name][version] = (state, code, message)
+
+    def known(self, name):
+        """True if ``name`` is a configured model."""
+        return name in self.configs
 
     def status(self, name, version=None):
         """The ``GetModelStatusResponse`` body: every version seen, newest first."""
@@ -340,8 +372,14 @@ class ModelManager:
 
 
 def _mtime(path):
+    """Newest modification time (and total size) of anything in a version folder: changes
+    when a copy in progress completes a file in place."""
     try:
-        return max([os.stat(path).st_mtime_ns] + [os.stat(os.path.join(path, n)).st_mtime_ns
-                                                 for n in os.listdir(path)])
+        newest, size = os.stat(path).st_mtime_ns, 0
+        for folder, _, files in os.walk(path):
+            for name in files:
+                st = os.stat(os.path.join(folder, name))
+                newest, size = max(newest, st.st_mtime_ns), size + st.st_size
+        return newest, size
     except OSError:
         return None

@@ -100,7 +100,7 @@ class NextWordPredictor:
         targets = ids[:, 1:]
         picked = tf.gather(log_probs[:, :-1], targets, batch_dims=2)
         mask = tf.cast(targets != PAD_ID, tf.float32)
-        picked = picked * mask
+        picked = tf.where(mask > 0, picked, 0.0)
         count = tf.reduce_sum(mask, axis=1)
         mean = tf.math.divide_no_nan(tf.reduce_sum(picked, axis=1), count)
         return {"token_log_probs": picked, "num_tokens": lengths - 1,
@@ -149,8 +149,7 @@ class NextWordPredictor:
                 shape_invariants=(tf.TensorShape([]), tf.TensorShape([1, vocab]), grow))
 
             def draw(i, logits, states, out):
-                masked = tf.where(banned[None], -1e9, logits)
-                token = tf.reshape(sample_in_graph(masked, s, i, temp, k, p), [1])
+                token = tf.reshape(sample_in_graph(logits, s, i, temp, k, p, banned[None]), [1])
                 logits, states = self.model.step(token, states)
                 return i + 1, tf.cast(logits, tf.float32), states, out.write(i, token[0])
 

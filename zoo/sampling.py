@@ -182,7 +182,7 @@ def beam_search(model, prompt_ids, max_new_tokens, beam_width=4):
     return sequences, scores
 
 
-def sample_in_graph(logits, seed, step, temperature, top_k, top_p):
+def sample_in_graph(logits, seed, step, temperature, top_k, top_p, banned=None):
     """Graph-friendly sampler with tensor parameters (for exported signatures).
 
     Args:
@@ -190,25 +190,33 @@ def sample_in_graph(logits, seed, step, temperature, top_k, top_p):
         seed: int64 scalar; with ``step`` (int scalar), the stateless random key.
         temperature: float scalar; ``<= 0`` means greedy (argmax).
         top_k: int scalar; ``<= 0`` keeps every token.
-        top_p: float scalar; ``>= 1`` keeps every token.
+        top_p: float scalar; ``>= 1`` keeps every token; the most likely token is always
+            kept, so ``top_p <= 0`` (or NaN) is greedy.
+        banned: optional bool ``(1 or batch, vocab_size)``: ids never returned, whatever the
+            temperature.
 
     Returns:
         int32 ``(batch,)``.
     """
     logits = tf.cast(logits, tf.float32)
+    if banned is not None:
+        logits = tf.where(banned, NEG, logits)
     vocab = tf.shape(logits)[-1]
     k = tf.where(top_k > 0, tf.minimum(tf.cast(top_k, tf.int32), vocab), vocab)
     kth = tf.math.top_k(logits, k=k).values[:, -1:]
-    logits = tf.where(logits < kth, NEG, logits)
+    keep = logits >= kth
     order = tf.argsort(logits, axis=-1, direction="DESCENDING")
     sorted_logits = tf.gather(logits, order, batch_dims=1)
-    keep_sorted = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True) < top_p
-    inverse = tf.argsort(order, axis=-1)
-    keep = tf.gather(keep_sorted, inverse, batch_dims=1)
-    logits = tf.where(tf.logical_or(top_p >= 1.0, keep), logits, NEG)
+    cumulative = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True)
+    first = tf.range(vocab)[None, :] == 0
+    nucleus = tf.logical_or(cumulative < top_p, first)
+    keep = tf.logical_and(keep, tf.logical_or(
+        top_p >= 1.0, tf.gather(nucleus, tf.argsort(order, axis=-1), batch_dims=1)))
+    if banned is not None:
+        keep = tf.logical_and(keep, tf.logical_not(banned))
     greedy_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
     safe_t = tf.maximum(tf.cast(temperature, tf.float32), 1e-6)
+    scaled = tf.where(keep, logits / safe_t, -1e30)  # filtered ids stay out at any temperature
     key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
-    drawn = tf.cast(tf.random.stateless_categorical(logits / safe_t, 1, seed=key)[:, 0],
-                    tf.int32)
+    drawn = tf.cast(tf.random.stateless_categorical(scaled, 1, seed=key)[:, 0], tf.int32)
     return tf.where(temperature > 0, drawn, greedy_ids)

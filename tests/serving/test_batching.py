@@ -11,6 +11,8 @@ from serving.errors import ServingError
 
 
 class Doubler:
+    batchable = staticmethod(lambda signature: True)
+
     """A fake servable: y = 2x, string lengths; records the batch sizes it ran."""
 
     def __init__(self, delay=0.0):
@@ -86,8 +88,57 @@ def test_batching_parameters_file(tmp_path):
     assert read_batching_parameters(path) == {"max_batch_size": 32, "batch_timeout_micros": 1000,
                                               "num_batch_threads": 2, "max_enqueued_batches": 4}
     path.write_text("max_batch_size { value: 0 }")
-    with pytest.raises(ValueError, match="max_batch_size must be >= 1"):
+    with pytest.raises(ValueError, match=r"max_batch_size must be in \[1, "):
         read_batching_parameters(path)
-    path.write_text("pad_variable_length_inputs { value: 1 }")
+    path.write_text("max_batch_sizes { value: 1 }")  # a typo
     with pytest.raises(ValueError, match="unsupported"):
+        read_batching_parameters(path)
+
+
+class Picky(Doubler):
+    """Fails any run that contains a negative x."""
+
+    def predict(self, signature, inputs):
+        if (inputs["x"] < 0).any():
+            raise ServingError("INVALID_ARGUMENT", "negative input")
+        return super().predict(signature, inputs)
+
+
+def test_a_bad_request_fails_alone_not_its_batch():
+    servable = Picky()
+    batcher = Batcher(max_batch_size=64, batch_timeout_micros=200_000, num_batch_threads=1)
+    good = {"x": np.ones(2, "float32"), "s": np.array([b"a", b"b"], dtype=object)}
+    bad = {"x": -np.ones(1, "float32"), "s": np.array([b"c"], dtype=object)}
+    outcomes = [None] * 4
+
+    def go(i, req):
+        try:
+            outcomes[i] = batcher.submit(servable, "", req)["y"].tolist()
+        except ServingError as err:
+            outcomes[i] = err.message
+
+    threads = [threading.Thread(target=go, args=(i, bad if i == 1 else good)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    batcher.close()
+    assert outcomes == [[2.0, 2.0], "negative input", [2.0, 2.0], [2.0, 2.0]]
+
+
+def test_a_request_larger_than_max_batch_size_is_refused():
+    batcher = Batcher(max_batch_size=2, num_batch_threads=1)
+    req = {"x": np.ones(3, "float32"), "s": np.array([b"a"] * 3, dtype=object)}
+    with pytest.raises(ServingError, match="Task size 3 is larger than maximum input batch size"):
+        batcher.submit(Doubler(), "", req)
+    batcher.close()
+
+
+def test_batching_file_with_comments_colons_and_ignored_fields(tmp_path):
+    path = tmp_path / "b.config"
+    path.write_text("# TF Serving style\nmax_batch_size: { value: 8 }\n"
+                    "thread_pool_name { value: \"pool\" }\npad_variable_length_inputs { value: true }\n")
+    assert read_batching_parameters(path)["max_batch_size"] == 8
+    path.write_text("num_batch_threads { value: 100000 }")
+    with pytest.raises(ValueError, match="num_batch_threads must be in"):
         read_batching_parameters(path)

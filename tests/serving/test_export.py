@@ -190,3 +190,11 @@ def test_score_equals_log_probs_computed_by_hand(tiny_run, exported):
     assert out["num_tokens"].numpy().tolist() == [4, 0]
     np.testing.assert_allclose(out["perplexity"].numpy(), [np.exp(-np.mean(expected)), 1.0],
                                rtol=1e-4)
+
+
+def test_only_signatures_with_fixed_output_shapes_are_batched(exported):
+    from serving.servable import Servable
+
+    servable = Servable("nwp", 1, str(exported[1]))
+    assert servable.batchable("") and servable.batchable("generate")
+    assert not servable.batchable("score")  # token_log_probs [-1, -1]: padding would leak

@@ -119,3 +119,30 @@ def test_classify_and_regress_answer_like_tf_serving_on_a_predict_signature(chan
     with pytest.raises(grpc.RpcError) as info:
         getattr(stub, verb)(request, timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and text in info.value.details()
+
+
+def test_wrong_dtypes_unknown_signatures_and_too_many_rows(channel):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "nwp"
+    req.model_spec.signature_name = "generate"
+    for alias, value, dtype in (("text", ["a"], tf.string), ("max_new_tokens", [2.7], tf.float32),
+                                ("temperature", [0.0], tf.float32), ("top_k", [0], tf.int32),
+                                ("top_p", [1.0], tf.float32), ("seed", [0], tf.int64)):
+        req.inputs[alias].CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(req, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "to be int32 but float32 is provided" in info.value.details()
+
+    req = _request(["a"])
+    req.model_spec.signature_name = "nope"
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(req, timeout=30)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert 'Serving signature key "nope" not found.' in info.value.details()
+
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(_request(["a"] * 1001), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 1000" in info.value.details()

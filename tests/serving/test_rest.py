@@ -265,3 +265,23 @@ def test_batching_server_answers_each_prompt_as_if_alone(exported, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_unknown_models_share_one_metrics_series_and_huge_versions_are_400(server):
+    for i in range(5):
+        call(server, f"/v1/models/ghost{i}")
+    text = call(server, "/monitoring/prometheus/metrics")[1]
+    assert "ghost" not in text and "_created" not in text
+    status, body = call(server, "/v1/models/nwp/versions/" + "9" * 5000 + ":predict",
+                        {"instances": ["a"]})
+    assert status == 400 and "Failed to convert version" in body["error"]
+
+
+def test_generate_never_emits_padding_or_unk_even_when_filters_keep_nothing(server):
+    rows = [{"text": "the", "max_new_tokens": 30, "temperature": t, "top_k": 0, "top_p": p,
+             "seed": s} for s, (t, p) in enumerate([(1.0, 0.0), (1e12, 1.0), (1.0, 0.5)])]
+    status, body = call(server, "/v1/models/nwp:predict",
+                        {"signature_name": "generate", "instances": rows})
+    assert status == 200, body
+    for row in body["predictions"]:
+        assert "[UNK]" not in row["continuation"].split(" ")

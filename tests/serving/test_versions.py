@@ -115,3 +115,26 @@ def test_a_broken_highest_version_does_not_hide_a_good_lower_one(tmp_path):
     manager.poll()
     assert manager.get("m").version == 2
     assert _states(manager) == {3: ("END", "UNKNOWN"), 2: ("AVAILABLE", "OK"), 1: ("END", "OK")}
+
+
+def test_a_label_on_a_missing_version_refuses_to_start(tmp_path):
+    _version(tmp_path, 1)
+    manager = ModelManager({"m": ModelConfig(str(tmp_path), labels={"ghost": 9})},
+                           loader=FakeServable)
+    with pytest.raises(RuntimeError, match="'ghost'.*version 9"):
+        manager.load()
+
+
+def test_a_failed_version_is_retried_when_a_file_deep_inside_changes(tmp_path):
+    _version(tmp_path, 1)
+    manager = ModelManager({"m": str(tmp_path)}, loader=FakeServable)
+    manager.load()
+    two = _version(tmp_path, 2, complete=False)
+    (two / "variables").mkdir()
+    (two / "variables" / "data").write_bytes(b"")
+    manager.poll()
+    assert manager.get("m").version == 1
+    (two / "saved_model.pb").write_bytes(b"x")
+    (two / "variables" / "data").write_bytes(b"the rest of the copy")
+    manager.poll()
+    assert manager.get("m").version == 2
