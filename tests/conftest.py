@@ -1,10 +1,12 @@
 """Shared fixtures: the real corpora folder and a tiny trained-and-exported model."""
 
+import contextlib
 import os
 import pathlib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -57,36 +59,43 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def running_server(*flags, model="nwp", grpc=False):
+    """Run ``python -m serving.rest`` with ``flags`` on free loopback ports; yield
+    ``(REST URL, gRPC target or None)`` once ``GET /v1/models/<model>`` answers 200; stop it
+    after. Fails the test (with the server's log) if it exits or takes over 120 s."""
+    port, grpc_port = _free_port(), (_free_port() if grpc else 0)
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}",
+             f"--port={grpc_port}", *map(str, flags)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/v1/models/{model}", timeout=2)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        pytest.fail(f"server did not start: {log.read()[-3000:]}")
+                    time.sleep(0.3)
+            yield url, (f"127.0.0.1:{grpc_port}" if grpc else None)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
-def serving_process(exported, tmp_path_factory):
+def serving_process(exported):
     """``(REST URL, gRPC target)`` of nwp-serve running in its own process on the exported
     tiny model."""
-    port, grpc_port = _free_port(), _free_port()
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", f"--port={grpc_port}",
-         "--model_name=nwp",
-         f"--model_base_path={exported[0]}", "--max_request_bytes=100000",
-         "--max_batch_size_per_request=1000"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/v1/models/nwp", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"server exited: {log.read()[-3000:]}")
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("server did not start in 120 s")
-    yield url, f"127.0.0.1:{grpc_port}"
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with running_server("--model_name=nwp", f"--model_base_path={exported[0]}",
+                        "--max_request_bytes=100000", "--max_batch_size_per_request=1000",
+                        grpc=True) as addresses:
+        yield addresses
 
 
 @pytest.fixture(scope="session")

@@ -5,16 +5,13 @@ shared/reference/tf_serving_api.md, sections 1.4-1.8."""
 
 import json
 import math
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, _free_port
+from tests.conftest import running_server
 
 
 class HalfPlusTwo(tf.Module):
@@ -41,23 +38,9 @@ def fixture_server(tmp_path_factory):
         config.append(f"  config {{ name: '{name}' base_path: '{base / name}' }}")
     config.append("}")
     (base / "models.config").write_text("\n".join(config))
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", "--port=0",
-         f"--model_config_file={base / 'models.config'}"], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/v1/models/half", timeout=2)
-            break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with running_server(f"--model_config_file={base / 'models.config'}",
+                        model="half") as (url, _):
+        yield url
 
 
 def post(url, path, raw):

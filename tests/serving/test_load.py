@@ -2,8 +2,6 @@
 
 import concurrent.futures
 import json
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -12,7 +10,7 @@ import urllib.request
 import pytest
 
 from serving.export import export_saved_model
-from tests.conftest import ROOT, _free_port
+from tests.conftest import running_server
 from zoo import NextWordPredictor
 
 CLIENTS, SECONDS = 32, 30.0
@@ -32,23 +30,9 @@ def test_32_clients_for_30_seconds_see_no_failure_while_versions_change(tiny_run
     predictor = NextWordPredictor.load(tiny_run)
     base = tmp_path / "models"
     export_saved_model(predictor, base, "m", version=1, top_k=5)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", "--port=0",
-         "--model_name=m", f"--model_base_path={base / 'm'}", "--enable_batching",
-         "--file_system_poll_wait_seconds=0.5"], cwd=ROOT, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/v1/models/m", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.3)
-
+    with running_server("--model_name=m", f"--model_base_path={base / 'm'}",
+                        "--enable_batching", "--file_system_poll_wait_seconds=0.5",
+                        model="m") as (url, _):
         stop = time.monotonic() + SECONDS
         lock = threading.Lock()
         statuses, widths = {}, set()
@@ -81,6 +65,3 @@ def test_32_clients_for_30_seconds_see_no_failure_while_versions_change(tiny_run
                       ["model_version_status"]}
         assert states == {"4": "END", "3": "END", "2": "AVAILABLE", "1": "END"}
         assert total > 100
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -131,34 +131,17 @@ def test_get_errors(server):
 
 def test_a_new_version_dropped_in_is_served_without_a_restart(tiny_run, tmp_path):
     """A real server with polling: version 2 (top_k 3) replaces version 1 (top_k 5)."""
-    import subprocess
-    import sys
     import time
 
     from serving.export import export_saved_model
-    from tests.conftest import ROOT, _free_port
+    from tests.conftest import running_server
     from zoo import NextWordPredictor
 
     predictor = NextWordPredictor.load(tiny_run)
     base = tmp_path / "models"
     export_saved_model(predictor, base, "m", version=1, top_k=5)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", "--port=0",
-         "--model_name=m", f"--model_base_path={base / 'm'}",
-         "--file_system_poll_wait_seconds=0.5"], cwd=ROOT, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if call(url, "/v1/models/m")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.3)
+    with running_server("--model_name=m", f"--model_base_path={base / 'm'}",
+                        "--file_system_poll_wait_seconds=0.5", model="m") as (url, _):
         assert len(call(url, "/v1/models/m:predict", {"instances": ["a"]})[1]
                    ["predictions"][0]["words"]) == 5
         export_saved_model(predictor, base, "m", version=2, top_k=3)
@@ -178,9 +161,6 @@ def test_a_new_version_dropped_in_is_served_without_a_restart(tiny_run, tmp_path
         states = {s["version"]: s["state"] for s in call(url, "/v1/models/m")[1]
                   ["model_version_status"]}
         assert states == {"3": "END", "2": "AVAILABLE", "1": "END"}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_prometheus_metrics_count_requests_by_status(server):
@@ -222,49 +202,28 @@ def test_generate_and_score_over_rest_in_row_format(server):
 def test_batching_server_answers_each_prompt_as_if_alone(exported, tmp_path):
     """Prompts of different lengths batched together get their own answers (padding)."""
     import concurrent.futures
-    import subprocess
-    import sys
-    import time
 
     import tensorflow as tf
 
-    from tests.conftest import ROOT, _free_port
+    from tests.conftest import running_server
 
     params = tmp_path / "batching.config"
     params.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 50000 }\n"
                       "num_batch_threads { value: 1 }\n")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", "--port=0",
-         "--model_name=nwp", f"--model_base_path={exported[0]}", "--enable_batching",
-         f"--batching_parameters_file={params}"], cwd=ROOT, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if call(url, "/v1/models/nwp")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.3)
+    with running_server("--model_name=nwp", f"--model_base_path={exported[0]}",
+                        "--enable_batching", f"--batching_parameters_file={params}") as (url, _):
         prompts = ["the " * n + "value" for n in range(12)]
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
             answers = list(pool.map(
                 lambda p: call(url, "/v1/models/nwp:predict", {"instances": [p]}), prompts))
-        direct = tf.saved_model.load(str(exported[1])).signatures["serving_default"](
-            text=tf.constant(prompts))
-        for i, (status, body) in enumerate(answers):
-            assert status == 200, body
-            assert body["predictions"][0]["words"] == [
-                w.decode() for w in direct["words"].numpy()[i]]
-            np.testing.assert_allclose(body["predictions"][0]["probabilities"],
-                                       direct["probabilities"].numpy()[i], rtol=1e-5)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    direct = tf.saved_model.load(str(exported[1])).signatures["serving_default"](
+        text=tf.constant(prompts))
+    for i, (status, body) in enumerate(answers):
+        assert status == 200, body
+        assert body["predictions"][0]["words"] == [
+            w.decode() for w in direct["words"].numpy()[i]]
+        np.testing.assert_allclose(body["predictions"][0]["probabilities"],
+                                   direct["probabilities"].numpy()[i], rtol=1e-5)
 
 
 def test_unknown_models_share_one_metrics_series_and_huge_versions_are_400(server):
