@@ -117,3 +117,13 @@ def test_resuming_on_a_corpus_with_another_vocabulary_is_refused(tmp_path):
     proc = run_cli("training.cli", *TINY, "--output", tmp_path, check=False)
     assert proc.returncode == 2 and "vocabulary" in proc.stderr and "--fresh" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_every_configuration_sets_real_flags_and_a_known_model():
+    from training.cli import build_parser
+    from training.configs import CONFIGS
+
+    dests = {a.dest for a in build_parser()._actions}
+    for name, config in CONFIGS.items():
+        assert set(config) <= dests, (name, set(config) - dests)
+        assert config["model"] in PRESET_NAMES
