@@ -303,7 +303,7 @@ def main(argv=None):
         if batcher is not None:
             batcher.close()
         if grpc_server is not None:
-            grpc_server.stop(grace=5).wait()
+            grpc_server.stop(grace=30).wait()  # calls in flight finish first
     return 0
 
 
