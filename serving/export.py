@@ -195,8 +195,9 @@ def build_parser():
         description="Export a training run as a string-in SavedModel in TF Serving's layout.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--run", default="runs/default", help="run folder written by nwp-train")
-    p.add_argument("--model_base_path", default="saved_models")
-    p.add_argument("--model_name", default="nwp")
+    p.add_argument("--model_base_path", default="saved_models",
+                   help="folder of model folders (TF Serving's layout)")
+    p.add_argument("--model_name", default="nwp", help="the model's folder and served name")
     p.add_argument("--version", type=int, default=None,
                    help="version number (default: highest present + 1)")
     p.add_argument("--top_k", type=int, default=5, help="next words returned per prompt")

@@ -218,14 +218,14 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
 def build_parser():
     p = argparse.ArgumentParser(
         prog="nwp-serve",
-        description="Serve SavedModels over TensorFlow Serving's REST API.",
+        description="Serve SavedModels over TensorFlow Serving's REST and gRPC APIs.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--rest_api_port", type=int, default=8501)
+    p.add_argument("--rest_api_port", type=int, default=8501, help="REST port")
     p.add_argument("--port", type=int, default=8500,
                    help="gRPC port (TF Serving's PredictionService and ModelService); 0: off")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind; 0.0.0.0 exposes the server to the network")
-    p.add_argument("--model_name", default="nwp")
+    p.add_argument("--model_name", default="nwp", help="the name clients ask for")
     p.add_argument("--model_base_path", default="saved_models/nwp",
                    help="folder holding numbered version folders (1/, 2/, ...)")
     p.add_argument("--model_config_file", default=None,
