@@ -50,7 +50,15 @@ MANAGER_KEY = web.AppKey("manager", ModelManager)
 LIMIT_KEY = web.AppKey("max_batch_size_per_request", int)
 METRICS_KEY = web.AppKey("metrics", metrics_module.ServerMetrics)
 BATCHER_KEY = web.AppKey("batcher", object)
+CORS_KEY = web.AppKey("cors", bool)
 _INT64_MAX = 2 ** 63 - 1
+
+
+def _cors_headers(app):
+    if not app[CORS_KEY]:
+        return {}
+    return {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
+            "Access-Control-Allow-Headers": "Content-Type"}
 
 
 def _error(err):
@@ -157,6 +165,11 @@ async def handle_v1(request):
                             headers={"Content-Type": metrics_module.CONTENT_TYPE})
     if not path.lower().startswith("/v1/"):
         raise web.HTTPNotFound()  # TF Serving's HTTP layer: only (?i)/v1/.* reaches the API
+    if request.method == "OPTIONS":  # CORS preflight (http_server.cc)
+        origin = request.headers.get("Origin", "")
+        if not re.match(r"https?://", origin):
+            return web.Response(status=400, reason="Origin header is missing in CORS preflight")
+        return web.Response(status=200, headers=_cors_headers(request.app))
     started = time.perf_counter()
     status = "OK"
     try:
@@ -197,12 +210,18 @@ async def errors_as_json(request, handler):
 
 
 def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024,
-             metrics=None, batcher=None):
+             metrics=None, batcher=None, cors=False):
     """The aiohttp application serving ``manager``'s models (with ``metrics`` and an
     optional :class:`serving.batching.Batcher`)."""
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
     app[MANAGER_KEY] = manager
     app[BATCHER_KEY] = batcher
+    app[CORS_KEY] = cors
+
+    async def add_cors(request, response):
+        response.headers.update(_cors_headers(request.app))
+
+    app.on_response_prepare.append(add_cors)
 
     async def threads(app):  # requests wait in threads while a batch fills
         asyncio.get_running_loop().set_default_executor(
@@ -238,6 +257,8 @@ def build_parser():
     p.add_argument("--batching_parameters_file", default=None,
                    help="BatchingParameters text proto: max_batch_size, batch_timeout_micros, "
                         "num_batch_threads, max_enqueued_batches")
+    p.add_argument("--rest_api_enable_cors_support", action="store_true",
+                   help="add CORS headers to REST answers (browsers on other origins)")
     p.add_argument("--max_request_bytes", type=int, default=8 << 20,
                    help="larger request bodies get 413")
     p.add_argument("--max_batch_size_per_request", type=int, default=1024,
@@ -293,7 +314,7 @@ def main(argv=None):
             grpc_server.start()
             print(f"gRPC on {args.host}:{args.port}", flush=True)
         web.run_app(make_app(manager, args.max_request_bytes, args.max_batch_size_per_request,
-                             metrics, batcher),
+                             metrics, batcher, args.rest_api_enable_cors_support),
                     host=args.host, port=args.rest_api_port, print=None, shutdown_timeout=10.0)
     except OSError as err:
         print(f"nwp-serve: error: cannot listen on {args.host}: {err}", file=sys.stderr)

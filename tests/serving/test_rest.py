@@ -244,3 +244,18 @@ def test_generate_never_emits_padding_or_unk_even_when_filters_keep_nothing(serv
     assert status == 200, body
     for row in body["predictions"]:
         assert "[UNK]" not in row["continuation"].split(" ")
+
+
+def test_cors_preflight_needs_an_http_origin(server):
+    def options(origin):
+        headers = {"Origin": origin} if origin else {}
+        req = urllib.request.Request(server + "/v1/models/nwp:predict", method="OPTIONS",
+                                     headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    assert options("https://example.org") == (200, b"")
+    assert options("file://x")[0] == 400 and options(None)[0] == 400
