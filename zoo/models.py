@@ -148,6 +148,12 @@ class LanguageModel(keras.Model):
                 self.clipped_tracker]
 
     def compile(self, optimizer="adam", **kwargs):
+        """``keras.Model.compile``; no loss is needed (the train_step computes it).
+
+        Raises:
+            ValueError: the optimizer (or the one a ``LossScaleOptimizer`` wraps) clips
+                gradients itself, which would clip twice.
+        """
         super().compile(optimizer=optimizer, **kwargs)
         inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # loss scaling
         clips = {k: getattr(inner, k, None)
@@ -271,6 +277,8 @@ class LanguageModel(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
+        """Per-step losses without an update; reports ``loss`` (the objective ``L``) and
+        ``perplexity`` (token-weighted over everything evaluated)."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         logits = self(x, training=False)
         token_losses, mask = sequence_cross_entropy(y, logits, sample_weight)
