@@ -88,9 +88,10 @@ def build_parser():
     p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better validation perplexity "
                         "and keep the best weights")
-    p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
-                   help="tf.distribute strategy: mirrored = data parallel over all local GPUs "
-                        "(MultiWorkerMirroredStrategy is blocked upstream, keras#20585)")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multi-worker"),
+                   default="default",
+                   help="tf.distribute strategy: mirrored = data parallel over all local GPUs; "
+                        "multi-worker = MultiWorkerMirroredStrategy, cluster from $TF_CONFIG")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
                    help="Keras fit verbosity: 1 progress bar, 2 one line per epoch")
@@ -127,6 +128,8 @@ def make_strategy(name):
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
 
@@ -198,6 +201,7 @@ def train(args):
             optimizer = keras.optimizers.SGD(args.learning_rate)
         model.compile(optimizer=optimizer)
         model.build((args.batch_size if carry else None, args.bptt))
+        model.optimizer.build(model.trainable_variables)  # fit then needs no symbolic build
     params = model.count_params()
     print(f"model: {args.model}, {params:,} parameters", flush=True)
 

@@ -57,6 +57,21 @@ def sequence_cross_entropy(targets, logits, sample_weight=None):
     return losses * mask, mask
 
 
+def _multi_worker():
+    """True inside a MultiWorkerMirroredStrategy (a collective all-reduce across hosts)."""
+    return isinstance(tf.distribute.get_strategy(),
+                      tf.distribute.experimental.MultiWorkerMirroredStrategy)
+
+
+def _logs(values):
+    """Step logs for Keras. Keras 3.15 reduces them across workers with ``axis=0`` under
+    MultiWorkerMirroredStrategy, which fails on scalars (keras-team/keras#20585), so there
+    they are given as shape ``(1,)``."""
+    if _multi_worker():
+        return {k: tf.reshape(v, [1]) for k, v in values.items()}
+    return values
+
+
 def build_once(layer, *shapes):
     """``layer.build(*shapes)`` unless it is built (``step()`` may have built it first)."""
     if not layer.built:
@@ -163,6 +178,14 @@ class LanguageModel(keras.Model):
                 f"The optimizer clips gradients itself ({clips}); LanguageModel clips in its "
                 "train_step (clipnorm=...). Remove clipping from the optimizer."
             )
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15's fit builds the model from a first batch reduced across replicas, which
+        # fails under MultiWorkerMirroredStrategy for integer inputs (keras-team/keras#20585).
+        # A built model with a built optimizer has nothing left to build: skip it then.
+        if self.built and getattr(self, "optimizer", None) is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def compile_from_config(self, config):
         """Re-compile after ``keras.saving.load_model`` (restores the optimizer's state)."""
@@ -274,7 +297,7 @@ class LanguageModel(keras.Model):
         finite = tf.cast(tf.math.is_finite(norm), tf.float32)
         self.gradient_norm_tracker.update_state(norm, sample_weight=finite)
         self.clipped_tracker.update_state(was_clipped)
-        return {m.name: m.result() for m in self.metrics}
+        return _logs({m.name: m.result() for m in self.metrics})
 
     def test_step(self, data):
         """Per-step losses without an update; reports ``loss`` (the objective ``L``) and
@@ -283,8 +306,8 @@ class LanguageModel(keras.Model):
         logits = self(x, training=False)
         token_losses, mask = sequence_cross_entropy(y, logits, sample_weight)
         self._update_metrics(self.combine_losses(token_losses, mask), token_losses, mask)
-        return {"loss": self.loss_tracker.result(),
-                "perplexity": self.perplexity_tracker.result()}
+        return _logs({"loss": self.loss_tracker.result(),
+                      "perplexity": self.perplexity_tracker.result()})
 
     def get_config(self):
         return {
