@@ -85,6 +85,10 @@ def build_parser():
     p.add_argument("--fresh", action="store_true",
                    help="ignore and delete the backup of an interrupted run in --output/backup "
                         "instead of resuming from it")
+    p.add_argument("--gradient-flow", action="store_true",
+                   help="after every epoch, write <output>/gradient_flow.csv/.png: the norm "
+                        "of dL_T/dh_k at every step k of a fixed validation batch (recurrent "
+                        "models)")
     p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better validation perplexity "
                         "and keep the best weights")
@@ -229,6 +233,16 @@ def train(args):
             save_weights_only=True),
         keras.callbacks.TensorBoard(os.path.join(args.output, "logs")),
     ]
+    if args.gradient_flow:
+        if not recurrent:
+            raise ValueError(f"--gradient-flow needs a recurrent model; {args.model} has no "
+                             "hidden state to probe.")
+        from training.data import make_windows
+        from training.diagnostics import GradientFlow
+
+        probe_x, probe_y = make_windows(streams["valid"], args.bptt)
+        callbacks.append(GradientFlow(probe_x[:8], probe_y[:8],
+                                      os.path.join(args.output, "gradient_flow")))
     if args.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             "val_perplexity", patience=args.early_stopping, mode="min",

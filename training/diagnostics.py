@@ -21,6 +21,7 @@ import csv
 import os
 import sys
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -68,6 +69,39 @@ def hidden_state_gradient_norms(model, token_ids, targets):
                      for g in grads], np.float64)
 
 
+class GradientFlow(keras.callbacks.Callback):
+    """Keras callback: at the end of every ``every``-th epoch, measure
+    :func:`hidden_state_gradient_norms` on a fixed batch and write ``<prefix>.csv`` (one
+    row per epoch and step ``k``) and ``<prefix>.png`` (one curve per epoch).
+
+    Args:
+        token_ids, targets: int ``(batch, T)``, the fixed probe batch.
+        prefix: output path without extension.
+        every: epochs between measurements, >= 1.
+
+    Raises:
+        ValueError: ``every < 1``.
+    """
+
+    def __init__(self, token_ids, targets, prefix, every=1):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}.")
+        self.token_ids, self.targets, self.prefix, self.every = token_ids, targets, prefix, every
+        self.curves = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        model = (self.model.stateless_copy() if getattr(self.model, "stateful", False)
+                 else self.model)
+        self.curves[f"epoch {epoch + 1}"] = hidden_state_gradient_norms(
+            model, self.token_ids, self.targets)
+        os.makedirs(os.path.dirname(self.prefix) or ".", exist_ok=True)
+        write_csv(self.prefix + ".csv", self.curves)
+        plot(self.prefix + ".png", self.curves, "Gradient flow through time, by epoch")
+
+
 MODELS = {
     "tanh RNN": ("rnn", {}),
     "IRNN": ("irnn", {}),
@@ -77,7 +111,7 @@ MODELS = {
 
 
 def write_csv(path, curves):
-    """One row per (model, k): ``model, k, distance, gradient_norm, relative``."""
+    """One row per (curve, k): ``model, k, distance, gradient_norm, relative``."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["model", "k", "distance", "gradient_norm", "relative_to_distance_0"])

@@ -127,3 +127,12 @@ def test_every_configuration_sets_real_flags_and_a_known_model():
     for name, config in CONFIGS.items():
         assert set(config) <= dests, (name, set(config) - dests)
         assert config["model"] in PRESET_NAMES
+
+
+def test_gradient_flow_callback_writes_a_curve_per_epoch(tmp_path):
+    run_cli("training.cli", *TINY[:-2], "--bptt", "12", "--epochs", "2", "--gradient-flow",
+            "--output", tmp_path)
+    rows = (tmp_path / "gradient_flow.csv").read_text().strip().split("\n")[1:]
+    assert {r.split(",")[0] for r in rows} == {"epoch 1", "epoch 2"}
+    assert len(rows) == 2 * 12 and all(float(r.split(",")[3]) >= 0 for r in rows)
+    assert (tmp_path / "gradient_flow.png").read_bytes()[:4] == b"\x89PNG"
