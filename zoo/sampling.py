@@ -25,6 +25,18 @@ def greedy(logits):
     return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
 
+def nucleus_mask(logits, top_p):
+    """bool ``(batch, vocab_size)``: the top-p nucleus of each row (Holtzman et al. 2020),
+    the most likely tokens before whose cumulative probability reaches ``top_p``, plus the
+    most likely token always (so ``top_p <= 0`` keeps exactly that one)."""
+    order = tf.argsort(logits, axis=-1, direction="DESCENDING")
+    probs = tf.nn.softmax(tf.gather(logits, order, batch_dims=1))
+    cumulative = tf.cumsum(probs, axis=-1, exclusive=True)
+    first = tf.range(tf.shape(logits)[-1])[None, :] == 0
+    keep_sorted = tf.logical_or(cumulative < top_p, first)
+    return tf.gather(keep_sorted, tf.argsort(order, axis=-1), batch_dims=1)
+
+
 def filter_logits(logits, top_k=None, top_p=None):
     """Set logits outside the top-k and/or the top-p nucleus to a large negative number.
 
@@ -51,14 +63,7 @@ def filter_logits(logits, top_k=None, top_p=None):
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}.")
     if top_p is not None and top_p < 1.0:  # p = 1 keeps every token
-        order = tf.argsort(logits, axis=-1, direction="DESCENDING")
-        sorted_logits = tf.gather(logits, order, batch_dims=1)
-        cumulative = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True)
-        keep_sorted = cumulative < top_p  # tokens before which less than p is covered
-        keep = tf.scatter_nd(
-            tf.stack([tf.repeat(tf.range(tf.shape(order)[0]), tf.shape(order)[1]),
-                      tf.reshape(order, [-1])], axis=1),
-            tf.reshape(keep_sorted, [-1]), tf.shape(order))
+        keep = nucleus_mask(logits, top_p)
         logits = tf.where(keep, logits, NEG)
     return logits
 
@@ -205,13 +210,7 @@ def sample_in_graph(logits, seed, step, temperature, top_k, top_p, banned=None):
     k = tf.where(top_k > 0, tf.minimum(tf.cast(top_k, tf.int32), vocab), vocab)
     kth = tf.math.top_k(logits, k=k).values[:, -1:]
     keep = logits >= kth
-    order = tf.argsort(logits, axis=-1, direction="DESCENDING")
-    sorted_logits = tf.gather(logits, order, batch_dims=1)
-    cumulative = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True)
-    first = tf.range(vocab)[None, :] == 0
-    nucleus = tf.logical_or(cumulative < top_p, first)
-    keep = tf.logical_and(keep, tf.logical_or(
-        top_p >= 1.0, tf.gather(nucleus, tf.argsort(order, axis=-1), batch_dims=1)))
+    keep = tf.logical_and(keep, tf.logical_or(top_p >= 1.0, nucleus_mask(logits, top_p)))
     if banned is not None:
         keep = tf.logical_and(keep, tf.logical_not(banned))
     greedy_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
