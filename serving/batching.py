@@ -21,6 +21,8 @@ its requests run one by one, so each gets its own answer or error.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import os
 import re
 import threading
@@ -74,16 +76,35 @@ def read_batching_parameters(path):
 
 
 class _Task:
-    def __init__(self, inputs):
+    __slots__ = ("inputs", "rows", "arrived", "done", "future", "result", "error")
+
+    def __init__(self, inputs, future=None):
         self.inputs = inputs
         self.rows = next(iter(inputs.values())).shape[0]
         self.arrived = time.monotonic()
-        self.done = threading.Event()
+        self.future = future  # an asyncio future (submit_async) or None (submit)
+        self.done = threading.Event() if future is None else None
         self.result = self.error = None
 
 
+def _settle(tasks):
+    """On the tasks' event loop: hand each asyncio future its result or error."""
+    for task in tasks:
+        if task.future.done():  # the client went away; its request was cancelled
+            continue
+        if task.error is not None:
+            task.future.set_exception(task.error)
+        else:
+            task.future.set_result(task.result)
+
+
 class Batcher:
-    """Thread-safe dynamic batcher; :meth:`submit` blocks until the request's rows ran.
+    """Thread-safe dynamic batcher.
+
+    :meth:`submit` blocks the calling thread until the request's rows ran;
+    :meth:`submit_async` is the same for a coroutine and holds no thread while it waits (the
+    batch thread wakes the event loop once per batch). Batches run on ``num_batch_threads``
+    threads; the model itself runs outside the GIL.
 
     Args:
         max_batch_size, batch_timeout_micros, num_batch_threads, max_enqueued_batches: see
@@ -95,7 +116,9 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.timeout = batch_timeout_micros / 1e6
         self.max_rows_queued = max_enqueued_batches * max_batch_size
-        self._queues = {}  # (servable id, signature) -> (servable, signature, [tasks])
+        # (servable id, signature) -> [servable, signature, deque of tasks, rows queued]
+        self._queues = {}
+        self._rows_queued = 0
         self._cond = threading.Condition()
         self._closed = False
         self.batches_run = 0
@@ -104,17 +127,14 @@ class Batcher:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, servable, signature_name, inputs):
-        """Run ``servable.predict(signature_name, inputs)`` batched with other requests.
-
-        Raises:
-            ServingError: UNAVAILABLE when the queue is full; the servable's own errors.
-        """
+    @staticmethod
+    def _batchable(servable, signature_name, inputs):
         arrays = list(inputs.values())
-        if (not arrays or any(a.ndim == 0 for a in arrays) or len({a.shape[0] for a in arrays}) > 1
-                or not servable.batchable(signature_name)):
-            return servable.predict(signature_name, inputs)  # cannot be batched
-        task = _Task(inputs)
+        return (arrays and all(a.ndim for a in arrays)
+                and len({a.shape[0] for a in arrays}) == 1
+                and servable.batchable(signature_name))
+
+    def _enqueue(self, servable, signature_name, task):
         if task.rows > self.max_batch_size:
             raise ServingError("INVALID_ARGUMENT", f"Task size {task.rows} is larger than "
                                                    f"maximum input batch size "
@@ -123,27 +143,65 @@ class Batcher:
         with self._cond:
             if self._closed:
                 raise ServingError("UNAVAILABLE", "The server is shutting down.")
-            queued = sum(t.rows for _, _, tasks in self._queues.values() for t in tasks)
-            if queued + task.rows > self.max_rows_queued:
+            if self._rows_queued + task.rows > self.max_rows_queued:
                 raise ServingError("UNAVAILABLE", "The batch scheduling queue is full; retry "
                                                   "later.")
-            self._queues.setdefault(key, (servable, signature_name, []))[2].append(task)
-            self._cond.notify()
+            entry = self._queues.get(key)
+            if entry is None:
+                entry = self._queues[key] = [servable, signature_name, collections.deque(), 0]
+            entry[2].append(task)
+            entry[3] += task.rows
+            self._rows_queued += task.rows
+            # A waiting thread must learn of a new deadline (first task of a queue), of a
+            # full batch, or that there is no deadline at all; otherwise its timed wait or
+            # the end of its current batch brings it back.
+            if len(entry[2]) == 1 or entry[3] >= self.max_batch_size or not self.timeout:
+                self._cond.notify()
+
+    def submit(self, servable, signature_name, inputs):
+        """Run ``servable.predict(signature_name, inputs)`` batched with other requests;
+        blocks until done. ``inputs``: ``{alias: np.ndarray}`` with equal dimension 0.
+
+        Returns:
+            ``{alias: np.ndarray}``: this request's rows of the outputs.
+
+        Raises:
+            ServingError: UNAVAILABLE when the queue is full or the batcher is closed,
+                INVALID_ARGUMENT for more rows than ``max_batch_size``; the servable's own
+                errors.
+        """
+        if not self._batchable(servable, signature_name, inputs):
+            return servable.predict(signature_name, inputs)  # cannot be batched
+        task = _Task(inputs)
+        self._enqueue(servable, signature_name, task)
         task.done.wait()
         if task.error is not None:
             raise task.error
         return task.result
 
+    async def submit_async(self, servable, signature_name, inputs):
+        """:meth:`submit` for a coroutine on a running asyncio loop: the same results and
+        errors, without a thread blocked per request. A request that cannot be batched runs
+        in the loop's default executor."""
+        loop = asyncio.get_running_loop()
+        if not self._batchable(servable, signature_name, inputs):
+            return await loop.run_in_executor(None, servable.predict, signature_name, inputs)
+        task = _Task(inputs, loop.create_future())
+        self._enqueue(servable, signature_name, task)
+        return await task.future
+
     def _take(self):
         """Under the lock: the next batch ``(servable, signature, tasks)`` or None."""
         now = time.monotonic()
-        for key, (servable, signature, tasks) in list(self._queues.items()):
-            rows = sum(t.rows for t in tasks)
+        for key, entry in self._queues.items():
+            servable, signature, tasks, rows = entry
             if rows >= self.max_batch_size or now - tasks[0].arrived >= self.timeout:
                 batch, total = [], 0
                 while tasks and (not batch or total + tasks[0].rows <= self.max_batch_size):
                     total += tasks[0].rows
-                    batch.append(tasks.pop(0))
+                    batch.append(tasks.popleft())
+                entry[3] -= total
+                self._rows_queued -= total
                 if not tasks:
                     del self._queues[key]
                 return servable, signature, batch
@@ -158,9 +216,11 @@ class Batcher:
                     job = self._take()
                     if job is not None:
                         break
-                    waits = [self.timeout - (time.monotonic() - tasks[0].arrived)
-                             for _, _, tasks in self._queues.values()]
+                    waits = [self.timeout - (time.monotonic() - entry[2][0].arrived)
+                             for entry in self._queues.values()]
                     self._cond.wait(timeout=max(min(waits), 1e-4) if waits else None)
+                if self._queues:  # more work: let another thread look at it
+                    self._cond.notify()
             self._run(*job)
 
     def _run(self, servable, signature, tasks):
@@ -187,8 +247,17 @@ class Batcher:
             with self._cond:
                 self.batches_run += 1
         finally:
+            by_loop = {}
             for task in tasks:
-                task.done.set()
+                if task.future is None:
+                    task.done.set()
+                else:
+                    by_loop.setdefault(task.future.get_loop(), []).append(task)
+            for loop, group in by_loop.items():  # one wake-up per loop and batch
+                try:
+                    loop.call_soon_threadsafe(_settle, group)
+                except RuntimeError:  # the loop is closed: nobody is waiting any more
+                    pass
 
     def close(self):
         """Finish the queued requests, then stop the threads."""

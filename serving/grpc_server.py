@@ -7,6 +7,10 @@ Services (``shared/reference/tf_serving_api.md``, section 5):
   predict-only signature (INVALID_ARGUMENT);
 * ``tensorflow.serving.ModelService``: ``GetModelStatus``.
 
+The server is ``grpc.aio``: calls are coroutines on one asyncio loop (``nwp-serve`` runs it on
+the REST server's loop), so a call waiting for its batch holds no thread; a call that cannot be
+batched runs in the loop's default executor.
+
 Errors carry TensorFlow's status codes (NOT_FOUND for an unknown model or version,
 INVALID_ARGUMENT for a bad request), messages truncated at 1024 characters as TF Serving
 does. Clients: ``prediction_service_pb2_grpc.PredictionServiceStub`` with requests built by
@@ -15,7 +19,7 @@ does. Clients: ``prediction_service_pb2_grpc.PredictionServiceStub`` with reques
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import time
 
 import grpc
@@ -34,11 +38,11 @@ from serving.servable import check_rows
 _MAX_MESSAGE = 1024
 
 
-def _abort(context, err):
+async def _abort(context, err):
     message = err.message
     if len(message) > _MAX_MESSAGE:
         message = message[:_MAX_MESSAGE] + "...TRUNCATED"
-    context.abort(getattr(grpc.StatusCode, err.code), message)
+    await context.abort(getattr(grpc.StatusCode, err.code), message)
 
 
 def _spec(model_spec):
@@ -50,15 +54,16 @@ def _spec(model_spec):
 
 
 def _measured(api):
-    """Decorator: count and time a servicer method in ``self.metrics`` (entrypoint GRPC)."""
+    """Decorator: count and time a servicer coroutine in ``self.metrics`` (entrypoint GRPC)."""
     def wrap(method):
-        def run(self, request, context):
+        async def run(self, request, context):
             started, status = time.perf_counter(), "OK"
             try:
-                return method(self, request, context)
-            except Exception:
+                return await method(self, request, context)
+            except BaseException:
                 code = context.code()
-                status = code.name if code is not None else "UNKNOWN"
+                status = code.name if code is not None else (
+                    "CANCELLED" if context.cancelled() else "UNKNOWN")
                 raise
             finally:
                 if self.metrics is not None:
@@ -77,7 +82,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.max_rows = max_rows
 
     @_measured("predict")
-    def Predict(self, request, context):  # noqa: N802 (the proto's name)
+    async def Predict(self, request, context):  # noqa: N802 (the proto's name)
         import tensorflow as tf
 
         try:
@@ -105,9 +110,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     raise invalid(f"Cannot read input {alias}: {err}") from None
             check_rows(inputs, self.max_rows)
             if self.batcher is not None:
-                outputs = self.batcher.submit(servable, signature_name, inputs)
+                outputs = await self.batcher.submit_async(servable, signature_name, inputs)
             else:
-                outputs = servable.predict(signature_name, inputs)
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    None, servable.predict, signature_name, inputs)
             wanted = list(request.output_filter) or sorted(outputs)
             for alias in wanted:
                 if alias not in outputs:
@@ -115,7 +121,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             if len(set(wanted)) != len(wanted):
                 raise invalid("duplicate output tensor alias in output_filter")
         except ServingError as err:
-            _abort(context, err)
+            await _abort(context, err)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -125,7 +131,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @_measured("metadata")
-    def GetModelMetadata(self, request, context):  # noqa: N802
+    async def GetModelMetadata(self, request, context):  # noqa: N802
         try:
             fields = list(request.metadata_field)
             if not fields:
@@ -136,7 +142,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     raise invalid(f"Metadata field {field} is not supported")
             servable = self.manager.get(*_spec(request.model_spec))
         except ServingError as err:
-            _abort(context, err)
+            await _abort(context, err)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -146,20 +152,20 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata["signature_def"].Pack(sig_map)
         return response
 
-    def _not_classifiable(self, request, context, verb):
+    async def _not_classifiable(self, request, context, verb):
         try:
             servable = self.manager.get(*_spec(request.model_spec))
             servable.refuse_classify_regress(verb, request.model_spec.signature_name)
         except ServingError as err:
-            _abort(context, err)
+            await _abort(context, err)
 
     @_measured("classify")
-    def Classify(self, request, context):  # noqa: N802
-        self._not_classifiable(request, context, "classify")
+    async def Classify(self, request, context):  # noqa: N802
+        await self._not_classifiable(request, context, "classify")
 
     @_measured("regress")
-    def Regress(self, request, context):  # noqa: N802
-        self._not_classifiable(request, context, "regress")
+    async def Regress(self, request, context):  # noqa: N802
+        await self._not_classifiable(request, context, "regress")
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -169,24 +175,23 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self.manager, self.metrics = manager, metrics
 
     @_measured("status")
-    def GetModelStatus(self, request, context):  # noqa: N802
+    async def GetModelStatus(self, request, context):  # noqa: N802
         name, version, _ = _spec(request.model_spec)
         try:
             status = self.manager.status(name, version)
         except ServingError as err:
-            _abort(context, err)
+            await _abort(context, err)
         return json_format.ParseDict(status, get_model_status_pb2.GetModelStatusResponse())
 
 
-def make_grpc_server(manager, host, port, max_workers=64, metrics=None, batcher=None,
-                     max_rows=1024):
-    """A started-ready (not yet started) ``grpc.Server`` bound to ``host:port``.
+def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1024):
+    """A ``grpc.aio.Server`` bound to ``host:port``, not yet started; call it from the event
+    loop that will run it, then ``await server.start()``.
 
     Raises:
         OSError: the address cannot be bound.
     """
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
-                         options=[("grpc.max_receive_message_length", 64 << 20)])
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(manager, metrics, batcher, max_rows), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, metrics),

@@ -149,11 +149,12 @@ async def handle_post(request, path):
         servable.refuse_classify_regress(verb, signature_name)
     inputs, row_format = parse_predict_request(body, servable.input_dtypes(signature_name))
     check_rows(inputs, request.app[LIMIT_KEY])
-    loop = asyncio.get_running_loop()
     batcher = request.app[BATCHER_KEY]
-    run = batcher.submit if batcher is not None else servable.predict
-    outputs = await loop.run_in_executor(None, run, *((servable,) if batcher else ()),
-                                         signature_name, inputs)
+    if batcher is not None:  # waits on the loop; the batch thread wakes it
+        outputs = await batcher.submit_async(servable, signature_name, inputs)
+    else:
+        outputs = await asyncio.get_running_loop().run_in_executor(
+            None, servable.predict, signature_name, inputs)
     return web.json_response(format_predict_response(outputs, row_format))
 
 
@@ -259,6 +260,10 @@ def build_parser():
                         "num_batch_threads, max_enqueued_batches")
     p.add_argument("--rest_api_enable_cors_support", action="store_true",
                    help="add CORS headers to REST answers (browsers on other origins)")
+    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                   help="threads one TensorFlow op may use (0: TensorFlow chooses)")
+    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                   help="TensorFlow ops run at once (0: TensorFlow chooses)")
     p.add_argument("--max_request_bytes", type=int, default=8 << 20,
                    help="larger request bodies get 413")
     p.add_argument("--max_batch_size_per_request", type=int, default=1024,
@@ -275,6 +280,9 @@ def main(argv=None):
             parser.error(f"--{flag} must be in 0..65535, got {getattr(args, flag)}")
     if args.max_batch_size_per_request < 1 or args.max_request_bytes < 1:
         parser.error("--max_batch_size_per_request and --max_request_bytes must be >= 1")
+    if args.tensorflow_intra_op_parallelism < 0 or args.tensorflow_inter_op_parallelism < 0:
+        parser.error("--tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism "
+                     "must be >= 0 (0: TensorFlow chooses)")
     if args.batching_parameters_file and not args.enable_batching:
         parser.error("--batching_parameters_file needs --enable_batching (as in TF Serving)")
     batcher = None
@@ -287,6 +295,13 @@ def main(argv=None):
         except ValueError as err:
             parser.error(str(err))
         batcher = Batcher(**params)
+    if args.tensorflow_intra_op_parallelism or args.tensorflow_inter_op_parallelism:
+        import tensorflow as tf  # must be set before TensorFlow runs its first op
+
+        tf.config.threading.set_intra_op_parallelism_threads(
+            args.tensorflow_intra_op_parallelism)
+        tf.config.threading.set_inter_op_parallelism_threads(
+            args.tensorflow_inter_op_parallelism)
     try:
         if args.model_config_file:
             manager = ModelManager(read_model_config_file(args.model_config_file))
@@ -302,20 +317,24 @@ def main(argv=None):
         print(f"serving model {name!r} version(s) {', '.join(versions)} from {base} at "
               f"http://{args.host}:{args.rest_api_port}/v1/models/{name}", flush=True)
     manager.start_polling(args.file_system_poll_wait_seconds)
-    grpc_server = None
     metrics = metrics_module.ServerMetrics()
-    try:
-        if args.port:
+    app = make_app(manager, args.max_request_bytes, args.max_batch_size_per_request, metrics,
+                   batcher, args.rest_api_enable_cors_support)
+    if args.port:
+        async def grpc_api(app):  # gRPC on the REST server's event loop, up before REST
             from serving.grpc_server import make_grpc_server
 
-            grpc_server = make_grpc_server(manager, args.host, args.port, metrics=metrics,
-                                           batcher=batcher,
-                                           max_rows=args.max_batch_size_per_request)
-            grpc_server.start()
+            server = make_grpc_server(manager, args.host, args.port, metrics=metrics,
+                                      batcher=batcher, max_rows=args.max_batch_size_per_request)
+            await server.start()
             print(f"gRPC on {args.host}:{args.port}", flush=True)
-        web.run_app(make_app(manager, args.max_request_bytes, args.max_batch_size_per_request,
-                             metrics, batcher, args.rest_api_enable_cors_support),
-                    host=args.host, port=args.rest_api_port, print=None, shutdown_timeout=10.0)
+            yield
+            await server.stop(grace=30)  # calls in flight finish first
+
+        app.cleanup_ctx.append(grpc_api)
+    try:
+        web.run_app(app, host=args.host, port=args.rest_api_port, print=None,
+                    shutdown_timeout=10.0)
     except OSError as err:
         print(f"nwp-serve: error: cannot listen on {args.host}: {err}", file=sys.stderr)
         return 2
@@ -323,8 +342,6 @@ def main(argv=None):
         manager.stop_polling()
         if batcher is not None:
             batcher.close()
-        if grpc_server is not None:
-            grpc_server.stop(grace=30).wait()  # calls in flight finish first
     return 0
 
 
