@@ -20,9 +20,11 @@ does. Clients: ``prediction_service_pb2_grpc.PredictionServiceStub`` with reques
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import grpc
+import numpy as np
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -45,6 +47,62 @@ async def _abort(context, err):
     await context.abort(getattr(grpc.StatusCode, err.code), message)
 
 
+# DataType enum values (tensorflow/core/framework/types.proto) with a fast path below.
+_DT_STRING = 7
+_NUMERIC = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64}
+_DT_OF = {np.dtype(t): dt for dt, t in _NUMERIC.items()}
+
+
+def to_ndarray(proto):
+    """``tf.make_ndarray(proto)``, with fast paths for the common request tensors.
+
+    A DT_STRING tensor listing every element in ``string_val``, and a float32/float64/
+    int32/int64 tensor in ``tensor_content``, are read directly (object array of bytes; a
+    little-endian copy); everything else (a single value filling the shape, ``float_val``
+    fields, other dtypes) goes to ``tf.make_ndarray``.
+
+    Raises:
+        ValueError, TypeError: from ``tf.make_ndarray`` for malformed protos.
+    """
+    shape = [d.size for d in proto.tensor_shape.dim]
+    size = math.prod(shape)
+    if proto.dtype == _DT_STRING and not proto.tensor_content and len(proto.string_val) == size \
+            and all(d >= 0 for d in shape):
+        array = np.empty(size, dtype=object)
+        array[:] = list(proto.string_val)
+        return array.reshape(shape)
+    numeric = _NUMERIC.get(proto.dtype)
+    if numeric is not None and proto.tensor_content and all(d >= 0 for d in shape):
+        dtype = np.dtype(numeric).newbyteorder("<")
+        if len(proto.tensor_content) == size * dtype.itemsize:
+            return np.frombuffer(proto.tensor_content, dtype=dtype).astype(numeric).reshape(shape)
+    import tensorflow as tf
+
+    return tf.make_ndarray(proto)
+
+
+def to_tensor_proto(array, out):
+    """Fill TensorProto ``out`` with ``array`` as ``tf.make_tensor_proto(array)`` would:
+    strings in ``string_val``, float32/float64/int32/int64 as little-endian
+    ``tensor_content``; other dtypes go through ``tf.make_tensor_proto``."""
+    array = np.asarray(array)
+    if array.dtype == object and all(isinstance(v, bytes) for v in array.flat):
+        out.dtype = _DT_STRING
+        out.string_val.extend(array.ravel().tolist())
+    elif array.dtype in _DT_OF and array.ndim:
+        out.dtype = _DT_OF[array.dtype]
+        out.tensor_content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")
+                                                  ).tobytes()
+    else:
+        import tensorflow as tf
+
+        out.CopyFrom(tf.make_tensor_proto(array))
+        return
+    out.tensor_shape.SetInParent()
+    for size in array.shape:
+        out.tensor_shape.dim.add().size = size
+
+
 def _spec(model_spec):
     """``(name, version or None, label or None)`` of a ``ModelSpec``."""
     version = model_spec.version.value if model_spec.HasField("version") else None
@@ -60,10 +118,12 @@ def _measured(api):
             started, status = time.perf_counter(), "OK"
             try:
                 return await method(self, request, context)
+            except asyncio.CancelledError:  # the client reset or timed out the call
+                status = "CANCELLED"
+                raise
             except BaseException:
                 code = context.code()
-                status = code.name if code is not None else (
-                    "CANCELLED" if context.cancelled() else "UNKNOWN")
+                status = code.name if code is not None else "UNKNOWN"
                 raise
             finally:
                 if self.metrics is not None:
@@ -105,7 +165,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     raise invalid(f"Expects arg[{i}] ({alias}) to be {want.name} but {got} is "
                                   "provided")
                 try:
-                    inputs[alias] = tf.make_ndarray(proto)
+                    inputs[alias] = to_ndarray(proto)
                 except (ValueError, TypeError) as err:
                     raise invalid(f"Cannot read input {alias}: {err}") from None
             check_rows(inputs, self.max_rows)
@@ -127,7 +187,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = key
         for alias in wanted:
-            response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
+            to_tensor_proto(outputs[alias], response.outputs[alias])
         return response
 
     @_measured("metadata")

@@ -66,6 +66,12 @@ class Servable:
         self.signature_defs = dict(meta_graph.signature_def)
         self._loaded = tf.saved_model.load(path)
         self._tf = tf
+        # Per-signature facts asked for on every request, worked out once.
+        self._batchable = {key: _fixed_output_shapes(sig)
+                           for key, sig in self.signature_defs.items()}
+        self._input_dtypes = {
+            key: {alias: tf.dtypes.as_dtype(info.dtype) for alias, info in sig.inputs.items()}
+            for key, sig in self.signature_defs.items()}
 
     def signature(self, signature_name):
         """Return ``(key, SignatureDef)``; ``""`` means ``serving_default``.
@@ -81,15 +87,7 @@ class Servable:
     def batchable(self, signature_name):
         """True if every output of the signature has a fixed shape past dimension 0, so
         rows of several requests can be concatenated and split back unchanged."""
-        key = signature_name or DEFAULT_SIGNATURE
-        sig = self.signature_defs.get(key)
-        if sig is None:
-            return False
-        for info in sig.outputs.values():
-            dims = [d.size for d in info.tensor_shape.dim]
-            if info.tensor_shape.unknown_rank or not dims or any(d < 0 for d in dims[1:]):
-                return False
-        return True
+        return self._batchable.get(signature_name or DEFAULT_SIGNATURE, False)
 
     def refuse_classify_regress(self, verb, signature_name):
         """Raise TF Serving's error for ``:classify``/``:regress`` on this servable's
@@ -118,7 +116,7 @@ class Servable:
         if not sig.inputs:
             label = "DEFAULT" if key == DEFAULT_SIGNATURE else key
             raise invalid(f"Failed to get input map for signature: {label}")
-        return {alias: self._tf.dtypes.as_dtype(info.dtype) for alias, info in sig.inputs.items()}
+        return dict(self._input_dtypes[key])
 
     def predict(self, signature_name, inputs):
         """Run a signature on NumPy inputs; returns ``{alias: np.ndarray}``.
@@ -135,7 +133,8 @@ class Servable:
         fn = self._loaded.signatures[key]
         tf = self._tf
         try:
-            feeds = {alias: tf.constant(value, dtype=tf.dtypes.as_dtype(sig.inputs[alias].dtype))
+            dtypes = self._input_dtypes[key]
+            feeds = {alias: tf.constant(value, dtype=dtypes[alias])
                      for alias, value in inputs.items()}
             outputs = fn(**feeds)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
@@ -156,6 +155,15 @@ class Servable:
                 sig_map, preserving_proto_field_name=True,
                 always_print_fields_with_no_presence=True)},
         }
+
+
+def _fixed_output_shapes(sig):
+    """True if every output of SignatureDef ``sig`` has a known shape past dimension 0."""
+    for info in sig.outputs.values():
+        dims = [d.size for d in info.tensor_shape.dim]
+        if info.tensor_shape.unknown_rank or not dims or any(d < 0 for d in dims[1:]):
+            return False
+    return True
 
 
 def check_rows(inputs, limit):

@@ -142,3 +142,54 @@ def test_batching_file_with_comments_colons_and_ignored_fields(tmp_path):
     path.write_text("num_batch_threads { value: 100000 }")
     with pytest.raises(ValueError, match="num_batch_threads must be in"):
         read_batching_parameters(path)
+
+
+def test_submit_async_batches_coroutines_and_survives_a_cancelled_one():
+    import asyncio
+
+    servable = Doubler(delay=0.05)
+    batcher = Batcher(max_batch_size=64, batch_timeout_micros=100_000, num_batch_threads=2)
+    requests = [{"x": np.full(i + 1, i, dtype="float32"),
+                 "s": np.array([b"s" * i] * (i + 1), dtype=object)} for i in range(10)]
+
+    async def main():
+        tasks = [asyncio.ensure_future(batcher.submit_async(servable, "", r)) for r in requests]
+        await asyncio.sleep(0.01)
+        tasks[3].cancel()  # a client that went away while its batch waited
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(main())
+    batcher.close()
+    assert isinstance(results[3], asyncio.CancelledError)
+    for i, (req, res) in enumerate(zip(requests, results)):
+        if i != 3:
+            np.testing.assert_array_equal(res["y"], req["x"] * 2)
+            np.testing.assert_array_equal(res["n"], [i] * (i + 1))
+    assert sum(servable.calls) == 55 and len(servable.calls) == 1  # one run for all ten
+
+
+def test_submit_async_raises_the_requests_own_error():
+    import asyncio
+
+    class Refuser(Doubler):
+        def predict(self, signature, inputs):
+            if (inputs["x"] < 0).any():
+                raise ServingError("INVALID_ARGUMENT", "negative")
+            return super().predict(signature, inputs)
+
+    batcher = Batcher(max_batch_size=8, batch_timeout_micros=50_000, num_batch_threads=1)
+    good = {"x": np.ones(2, "float32"), "s": np.array([b"a", b"b"], dtype=object)}
+    bad = {"x": -np.ones(1, "float32"), "s": np.array([b"c"], dtype=object)}
+
+    servable = Refuser()
+
+    async def main():
+        return await asyncio.gather(batcher.submit_async(servable, "", good),
+                                    batcher.submit_async(servable, "", bad),
+                                    return_exceptions=True)
+
+    ok, err = asyncio.run(main())
+    batcher.close()
+    np.testing.assert_array_equal(ok["y"], [2, 2])
+    assert isinstance(err, ServingError) and err.code == "INVALID_ARGUMENT"
+    assert servable.calls == [2]  # the merged run failed; each then ran on its own

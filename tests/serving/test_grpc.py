@@ -146,3 +146,35 @@ def test_wrong_dtypes_unknown_signatures_and_too_many_rows(channel):
         stub.Predict(_request(["a"] * 1001), timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "at most 1000" in info.value.details()
+
+
+@pytest.mark.parametrize("value", [
+    np.array([b"a", b"", "\u00e9t\u00e9".encode()], dtype=object),
+    np.array([[b"x", b"y"], [b"z", b"w"]], dtype=object),
+    np.array(b"scalar", dtype=object),
+    np.arange(6, dtype=np.float32).reshape(2, 3) / 7,
+    np.array([1e300, -0.0, np.inf]),
+    np.array([[1, -2], [3, 2**31 - 1]], dtype=np.int32),
+    np.array([-(2**63), 2**63 - 1], dtype=np.int64),
+    np.zeros((0, 5), np.float32),
+    np.array([True, False]),  # bool: not on the fast path
+    np.float32(2.5),  # scalar: not on the fast path
+])
+def test_tensor_proto_fast_paths_match_tensorflow(value):
+    from serving.grpc_server import to_ndarray, to_tensor_proto
+
+    ours = predict_pb2.PredictResponse().outputs["t"]
+    to_tensor_proto(value, ours)
+    theirs = tf.make_tensor_proto(value)
+    assert ours == theirs  # field by field, as tf.make_tensor_proto writes it
+    back, expected = to_ndarray(theirs), tf.make_ndarray(theirs)
+    assert back.dtype == expected.dtype and back.shape == expected.shape
+    np.testing.assert_array_equal(back, expected)
+
+
+def test_to_ndarray_falls_back_for_a_value_that_fills_the_shape():
+    from serving.grpc_server import to_ndarray
+
+    proto = tf.make_tensor_proto(b"same", dtype=tf.string, shape=[3])  # one string_val
+    np.testing.assert_array_equal(to_ndarray(proto), tf.make_ndarray(proto))
+    assert to_ndarray(proto).tolist() == [b"same"] * 3
