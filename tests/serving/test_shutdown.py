@@ -1,0 +1,67 @@
+"""Graceful shutdown: on SIGTERM, REST and gRPC requests already in flight are answered,
+then the server exits 0."""
+
+import concurrent.futures
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from tests.conftest import ROOT, _free_port
+
+
+def test_sigterm_finishes_requests_in_flight(exported, tmp_path):
+    params = tmp_path / "batching.config"
+    # Every request waits 3 s for batch-mates, so it is surely in flight at the SIGTERM.
+    params.write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 3000000 }\n")
+    port, grpc_port = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", f"--port={grpc_port}",
+         "--model_name=nwp", f"--model_base_path={exported[0]}", "--enable_batching",
+         f"--batching_parameters_file={params}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/v1/models/nwp"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+                time.sleep(0.3)
+
+        def rest():
+            body = json.dumps({"instances": ["the name of the"]}).encode()
+            with urllib.request.urlopen(urllib.request.Request(f"{url}:predict", data=body),
+                                        timeout=60) as r:
+                return r.status, json.loads(r.read())
+
+        def grpc_call():
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                req = predict_pb2.PredictRequest()
+                req.model_spec.name = "nwp"
+                req.inputs["text"].CopyFrom(tf.make_tensor_proto(["return"], dtype=tf.string))
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                return stub.Predict(req, timeout=60)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            rest_answer, grpc_answer = pool.submit(rest), pool.submit(grpc_call)
+            time.sleep(1.0)
+            assert not rest_answer.done() and not grpc_answer.done()  # waiting in the batcher
+            proc.send_signal(signal.SIGTERM)
+            status, body = rest_answer.result(timeout=60)
+            reply = grpc_answer.result(timeout=60)
+        assert status == 200 and len(body["predictions"][0]["words"]) == 5
+        assert len(tf.make_ndarray(reply.outputs["words"])[0]) == 5
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
