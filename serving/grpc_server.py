@@ -47,6 +47,16 @@ async def _abort(context, err):
     await context.abort(getattr(grpc.StatusCode, err.code), message)
 
 
+MAX_ELEMENTS = 1 << 24  # elements in one input tensor of a gRPC request
+
+
+class _Shape:
+    """Just enough of an array (``ndim``, ``shape``) for ``check_rows``."""
+
+    def __init__(self, dims):
+        self.shape, self.ndim = tuple(dims), len(dims)
+
+
 # DataType enum values (tensorflow/core/framework/types.proto) with a fast path below.
 _DT_STRING = 7
 _NUMERIC = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64}
@@ -164,6 +174,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     got = (tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "invalid")
                     raise invalid(f"Expects arg[{i}] ({alias}) to be {want.name} but {got} is "
                                   "provided")
+                # Before converting: a TensorProto with one value fills any shape it names,
+                # so a few bytes could ask for terabytes.
+                dims = [d.size for d in proto.tensor_shape.dim]
+                if any(d < 0 for d in dims):
+                    raise invalid(f"Input {alias} has a negative dimension: {dims}.")
+                check_rows({alias: _Shape(dims)}, self.max_rows)
+                if math.prod(dims) > MAX_ELEMENTS:
+                    raise invalid(f"Input {alias} of shape {dims} has more than {MAX_ELEMENTS} "
+                                  "elements; split the request.")
                 try:
                     inputs[alias] = to_ndarray(proto)
                 except (ValueError, TypeError) as err:

@@ -148,6 +148,28 @@ def test_wrong_dtypes_unknown_signatures_and_too_many_rows(channel):
     assert "at most 1000" in info.value.details()
 
 
+@pytest.mark.parametrize("dims, message", [
+    ([2_000_000_000], "at most 1000"),  # one string_val would fill 2e9 rows
+    ([10, 1 << 22], "more than 16777216 elements"),
+    ([-5], "negative dimension"),
+])
+def test_a_tiny_tensor_proto_cannot_ask_for_a_huge_array(channel, dims, message):
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"x"])
+    for size in dims:
+        proto.tensor_shape.dim.add().size = size
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "nwp"
+    req.inputs["text"].CopyFrom(proto)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(req, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in info.value.details()
+    assert stub.Predict(_request(["the"]), timeout=30).outputs["words"].string_val  # still up
+
+
 @pytest.mark.parametrize("value", [
     np.array([b"a", b"", "\u00e9t\u00e9".encode()], dtype=object),
     np.array([[b"x", b"y"], [b"z", b"w"]], dtype=object),
