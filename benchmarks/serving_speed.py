@@ -148,6 +148,19 @@ class RestClient:
             raise SystemExit(f"REST answered {response.status}: {body[:300]!r}")
 
 
+def wait_for(process, rest_port, seconds=120):
+    """Return once the server ``process`` answers a REST predict; exit if it dies or is slow."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            RestClient(rest_port)("the")
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit(f"the server did not start: {process.args}")
+            time.sleep(0.3)
+
+
 def p50_ms(call, n):
     times = []
     for i in range(n):
@@ -278,15 +291,7 @@ def main(argv=None):
     rows = {"in process": [], "REST": [], "gRPC": []}
     server_cpu = {"REST": [], "gRPC": []}
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                RestClient(rest_port)("the")
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start")
-                time.sleep(0.3)
+        wait_for(server, rest_port)
         channel = grpc.insecure_channel(grpc_target)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
@@ -342,15 +347,7 @@ def main(argv=None):
                                   str(rest_port), str(grpc_port)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    RestClient(rest_port)("the")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or empty.poll() is not None:
-                        raise SystemExit("the empty server did not start")
-                    time.sleep(0.3)
+            wait_for(empty, rest_port)
             empty_url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}:predict"
             for name, load in (
                     ("REST", lambda t: rest_rate_wrk(empty_url, args.clients, t, workdir)),
