@@ -121,21 +121,40 @@ def _spec(model_spec):
     return model_spec.name, version, label
 
 
+class _Calls:
+    """The calls a servicer is running, and whether the server is draining (refusing new
+    calls with UNAVAILABLE before it stops)."""
+
+    def __init__(self):
+        self.active = 0
+        self.draining = False
+        self.last_start = 0.0  # time.monotonic() of the newest call
+
+
 def _measured(api):
-    """Decorator: count and time a servicer coroutine in ``self.metrics`` (entrypoint GRPC)."""
+    """Decorator: count and time a servicer coroutine in ``self.metrics`` (entrypoint GRPC);
+    refuse it with UNAVAILABLE while the server drains."""
     def wrap(method):
         async def run(self, request, context):
             started, status = time.perf_counter(), "OK"
+            self.calls.active += 1
+            self.calls.last_start = time.monotonic()
             try:
+                if self.calls.draining:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                        "The server is shutting down.")
                 return await method(self, request, context)
-            except asyncio.CancelledError:  # the client reset or timed out the call
-                status = "CANCELLED"
+            except asyncio.CancelledError:  # the client reset the call or its deadline passed
+                remaining = context.time_remaining()
+                status = ("DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0
+                          else "CANCELLED")
                 raise
             except BaseException:
                 code = context.code()
                 status = code.name if code is not None else "UNKNOWN"
                 raise
             finally:
+                self.calls.active -= 1
                 if self.metrics is not None:
                     name = request.model_spec.name
                     self.metrics.observe(name if self.manager.known(name) else "", api, "GRPC",
@@ -147,9 +166,10 @@ def _measured(api):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``PredictionService`` over a :class:`serving.servable.ModelManager`."""
 
-    def __init__(self, manager, metrics=None, batcher=None, max_rows=1024):
+    def __init__(self, manager, metrics=None, batcher=None, max_rows=1024, calls=None):
         self.manager, self.metrics, self.batcher = manager, metrics, batcher
         self.max_rows = max_rows
+        self.calls = calls or _Calls()
 
     @_measured("predict")
     async def Predict(self, request, context):  # noqa: N802 (the proto's name)
@@ -171,7 +191,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             for i, (alias, proto) in enumerate(sorted(request.inputs.items())):
                 want = tf.dtypes.as_dtype(sig.inputs[alias].dtype)
                 if proto.dtype != want.as_datatype_enum:
-                    got = (tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "invalid")
+                    try:
+                        got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "invalid"
+                    except TypeError:  # not a DataType TensorFlow knows
+                        got = f"unknown DataType {proto.dtype}"
                     raise invalid(f"Expects arg[{i}] ({alias}) to be {want.name} but {got} is "
                                   "provided")
                 # Before converting: a TensorProto with one value fills any shape it names,
@@ -238,6 +261,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         except ServingError as err:
             await _abort(context, err)
 
+    async def MultiInference(self, request, context):  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "MultiInference is not supported: every signature here is a "
+                            "predict signature; use Predict.")
+
     @_measured("classify")
     async def Classify(self, request, context):  # noqa: N802
         await self._not_classifiable(request, context, "classify")
@@ -250,8 +278,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """``ModelService.GetModelStatus`` (the same data as REST ``GET /v1/models/<name>``)."""
 
-    def __init__(self, manager, metrics=None):
+    def __init__(self, manager, metrics=None, calls=None):
         self.manager, self.metrics = manager, metrics
+        self.calls = calls or _Calls()
 
     @_measured("status")
     async def GetModelStatus(self, request, context):  # noqa: N802
@@ -263,22 +292,53 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return json_format.ParseDict(status, get_model_status_pb2.GetModelStatusResponse())
 
 
+class GrpcServer:
+    """A ``grpc.aio.Server`` with both services, and a drain for graceful shutdown."""
+
+    def __init__(self, server, calls):
+        self.server, self.calls = server, calls
+        self._stopped = False
+
+    async def start(self):
+        await self.server.start()
+
+    async def stop(self, grace):
+        """Refuse new calls with UNAVAILABLE ("The server is shutting down."), let the
+        running ones finish, and stop once none has run or started for ``quiet`` seconds
+        (or after ``grace`` seconds); idempotent. A call that grpcio accepted but had not yet
+        handed over when it stops is CANCELLED, hence the quiet period: clients told
+        UNAVAILABLE back off first."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.calls.draining = True
+        quiet = 0.1
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and (
+                self.calls.active or time.monotonic() - self.calls.last_start < quiet):
+            await asyncio.sleep(0.01)
+        await self.server.stop(0.5)
+
+
 def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1024):
-    """A ``grpc.aio.Server`` bound to ``host:port``, not yet started; call it from the event
+    """A :class:`GrpcServer` bound to ``host:port``, not yet started; call it from the event
     loop that will run it, then ``await server.start()``.
 
     Raises:
-        OSError: the address cannot be bound.
+        OSError: the address cannot be bound (in use, also by another gRPC server: port
+            sharing, grpcio's default, is off).
     """
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20),
+                                      ("grpc.so_reuseport", 0)])
+    calls = _Calls()
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager, metrics, batcher, max_rows), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, metrics),
-                                                              server)
+        PredictionService(manager, metrics, batcher, max_rows, calls), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelService(manager, metrics, calls), server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as err:
         raise OSError(f"cannot bind gRPC to {host}:{port}: {err}") from None
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {host}:{port}")
-    return server
+    return GrpcServer(server, calls)

@@ -280,9 +280,10 @@ def main(argv=None):
             parser.error(f"--{flag} must be in 0..65535, got {getattr(args, flag)}")
     if args.max_batch_size_per_request < 1 or args.max_request_bytes < 1:
         parser.error("--max_batch_size_per_request and --max_request_bytes must be >= 1")
-    if args.tensorflow_intra_op_parallelism < 0 or args.tensorflow_inter_op_parallelism < 0:
-        parser.error("--tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism "
-                     "must be >= 0 (0: TensorFlow chooses)")
+    for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
+        if not 0 <= getattr(args, flag) <= 4096:
+            parser.error(f"--{flag} must be in 0..4096 (0: TensorFlow chooses), got "
+                         f"{getattr(args, flag)}")
     if args.batching_parameters_file and not args.enable_batching:
         parser.error("--batching_parameters_file needs --enable_batching (as in TF Serving)")
     batcher = None
@@ -321,17 +322,25 @@ def main(argv=None):
     app = make_app(manager, args.max_request_bytes, args.max_batch_size_per_request, metrics,
                    batcher, args.rest_api_enable_cors_support)
     if args.port:
+        servers = []
+
         async def grpc_api(app):  # gRPC on the REST server's event loop, up before REST
             from serving.grpc_server import make_grpc_server
 
             server = make_grpc_server(manager, args.host, args.port, metrics=metrics,
                                       batcher=batcher, max_rows=args.max_batch_size_per_request)
             await server.start()
+            servers.append(server)
             print(f"gRPC on {args.host}:{args.port}", flush=True)
             yield
-            await server.stop(grace=30)  # calls in flight finish first
+            await server.stop(grace=30)
+
+        async def drain_grpc(app):  # at shutdown, while REST finishes its requests too
+            for server in servers:
+                await server.stop(grace=30)  # calls in flight finish; new ones: UNAVAILABLE
 
         app.cleanup_ctx.append(grpc_api)
+        app.on_shutdown.append(drain_grpc)
     try:
         web.run_app(app, host=args.host, port=args.rest_api_port, print=None,
                     shutdown_timeout=10.0)

@@ -200,3 +200,21 @@ def test_to_ndarray_falls_back_for_a_value_that_fills_the_shape():
     proto = tf.make_tensor_proto(b"same", dtype=tf.string, shape=[3])  # one string_val
     np.testing.assert_array_equal(to_ndarray(proto), tf.make_ndarray(proto))
     assert to_ndarray(proto).tolist() == [b"same"] * 3
+
+
+def test_unknown_dtype_and_multi_inference_get_clear_codes(channel):
+    from tensorflow.core.framework import tensor_pb2
+    from tensorflow_serving.apis import inference_pb2
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "nwp"
+    req.inputs["text"].CopyFrom(tensor_pb2.TensorProto(dtype=999, string_val=[b"a"]))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(req, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown DataType 999" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        stub.MultiInference(inference_pb2.MultiInferenceRequest(), timeout=30)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "use Predict" in info.value.details()

@@ -65,3 +65,56 @@ def test_sigterm_finishes_requests_in_flight(exported, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sigterm_under_grpc_load_answers_every_call_ok_or_unavailable(exported):
+    """Clients calling in a loop when SIGTERM comes: every call they made ends OK or
+    UNAVAILABLE ("shutting down", retryable), none CANCELLED; then exit 0."""
+    import threading
+
+    port, grpc_port = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", f"--port={grpc_port}",
+         "--model_name=nwp", f"--model_base_path={exported[0]}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    outcomes, lock = {}, threading.Lock()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/nwp", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+                time.sleep(0.3)
+
+        def client():
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                req = predict_pb2.PredictRequest()
+                req.model_spec.name = "nwp"
+                req.inputs["text"].CopyFrom(tf.make_tensor_proto(["the"], dtype=tf.string))
+                while True:  # until the server says it is going away
+                    try:
+                        stub.Predict(req, timeout=30)
+                        code = "OK"
+                    except grpc.RpcError as err:
+                        code = err.code().name
+                    with lock:
+                        outcomes[code] = outcomes.get(code, 0) + 1
+                    if code != "OK":
+                        return
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(timeout=60)
+        assert proc.wait(timeout=60) == 0
+        assert outcomes.get("OK", 0) > 0 and set(outcomes) <= {"OK", "UNAVAILABLE"}, outcomes
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
