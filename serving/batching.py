@@ -121,6 +121,7 @@ class Batcher:
         self._rows_queued = 0
         self._cond = threading.Condition()
         self._closed = False
+        self._hurry = False  # shutting down: run queued requests without waiting for mates
         self.batches_run = 0
         self._threads = [threading.Thread(target=self._work, daemon=True, name=f"batch-{i}")
                          for i in range(num_batch_threads)]
@@ -195,7 +196,8 @@ class Batcher:
         now = time.monotonic()
         for key, entry in self._queues.items():
             servable, signature, tasks, rows = entry
-            if rows >= self.max_batch_size or now - tasks[0].arrived >= self.timeout:
+            if (rows >= self.max_batch_size or self._hurry
+                    or now - tasks[0].arrived >= self.timeout):
                 batch, total = [], 0
                 while tasks and (not batch or total + tasks[0].rows <= self.max_batch_size):
                     total += tasks[0].rows
@@ -259,10 +261,17 @@ class Batcher:
                 except RuntimeError:  # the loop is closed: nobody is waiting any more
                     pass
 
-    def close(self):
-        """Finish the queued requests, then stop the threads."""
+    def hurry(self):
+        """From now on run every queued request at once, without waiting
+        ``batch_timeout_micros`` for batch-mates (the server is shutting down)."""
         with self._cond:
-            self._closed = True
+            self._hurry = True
+            self._cond.notify_all()
+
+    def close(self):
+        """Refuse new requests, run the queued ones at once, then stop the threads."""
+        with self._cond:
+            self._closed = self._hurry = True
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout=30)

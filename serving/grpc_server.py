@@ -304,18 +304,22 @@ class GrpcServer:
 
     async def stop(self, grace):
         """Refuse new calls with UNAVAILABLE ("The server is shutting down."), let the
-        running ones finish, and stop once none has run or started for ``quiet`` seconds
-        (or after ``grace`` seconds); idempotent. A call that grpcio accepted but had not yet
-        handed over when it stops is CANCELLED, hence the quiet period: clients told
-        UNAVAILABLE back off first."""
+        running ones finish (for up to ``grace`` seconds), then stop; idempotent.
+
+        A call that grpcio accepted but had not yet handed to a handler when it stops is
+        CANCELLED, so once no call runs the server waits until none has started for 0.1 s
+        (clients told UNAVAILABLE back off), but no more than 1 s (clients that retry at
+        once would never leave such a gap)."""
         if self._stopped:
             return
         self._stopped = True
         self.calls.draining = True
-        quiet = 0.1
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and (
-                self.calls.active or time.monotonic() - self.calls.last_start < quiet):
+        while self.calls.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        quiet_until = min(deadline, time.monotonic() + 1.0)
+        while time.monotonic() < quiet_until and (
+                self.calls.active or time.monotonic() - self.calls.last_start < 0.1):
             await asyncio.sleep(0.01)
         await self.server.stop(0.5)
 

@@ -341,6 +341,11 @@ def main(argv=None):
 
         app.cleanup_ctx.append(grpc_api)
         app.on_shutdown.append(drain_grpc)
+    if batcher is not None:
+        async def hurry_batches(app):  # requests in flight need not wait for batch-mates now
+            batcher.hurry()
+
+        app.on_shutdown.insert(0, hurry_batches)
     try:
         web.run_app(app, host=args.host, port=args.rest_api_port, print=None,
                     shutdown_timeout=10.0)

@@ -193,3 +193,20 @@ def test_submit_async_raises_the_requests_own_error():
     np.testing.assert_array_equal(ok["y"], [2, 2])
     assert isinstance(err, ServingError) and err.code == "INVALID_ARGUMENT"
     assert servable.calls == [2]  # the merged run failed; each then ran on its own
+
+
+def test_hurry_runs_queued_requests_without_waiting_for_the_timeout():
+    servable = Doubler()
+    batcher = Batcher(max_batch_size=64, batch_timeout_micros=60_000_000, num_batch_threads=1)
+    req = {"x": np.ones(2, "float32"), "s": np.array([b"a", b"b"], dtype=object)}
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(batcher.submit(servable, "", req)))
+    thread.start()
+    time.sleep(0.2)
+    assert not result  # waiting for batch-mates
+    started = time.monotonic()
+    batcher.hurry()
+    thread.join(timeout=10)
+    assert time.monotonic() - started < 5
+    np.testing.assert_array_equal(result["y"], [2, 2])
+    batcher.close()
