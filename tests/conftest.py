@@ -59,30 +59,40 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def launch_server(*flags, model="nwp", grpc=False, log=None):
+    """Start ``python -m serving.rest`` with ``flags`` on free loopback ports, writing its
+    output to the file ``log`` (or a pipe); return ``(process, REST port, gRPC port or 0)``
+    once ``GET /v1/models/<model>`` answers 200. Fails the test (with the server's log) if it
+    exits or takes over 120 s. The caller stops the process."""
+    port, grpc_port = _free_port(), (_free_port() if grpc else 0)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}",
+         f"--port={grpc_port}", *map(str, flags)],
+        cwd=ROOT, stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/{model}", timeout=2)
+            return proc, port, grpc_port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                if log is not None:
+                    log.seek(0)
+                text = (log or proc.stdout).read()
+                proc.wait()
+                pytest.fail(f"server did not start: {text[-3000:]}")
+            time.sleep(0.3)
+
+
 @contextlib.contextmanager
 def running_server(*flags, model="nwp", grpc=False):
-    """Run ``python -m serving.rest`` with ``flags`` on free loopback ports; yield
-    ``(REST URL, gRPC target or None)`` once ``GET /v1/models/<model>`` answers 200; stop it
-    after. Fails the test (with the server's log) if it exits or takes over 120 s."""
-    port, grpc_port = _free_port(), (_free_port() if grpc else 0)
+    """:func:`launch_server`, as a context manager yielding ``(REST URL, gRPC target or
+    None)``; stops the server after."""
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}",
-             f"--port={grpc_port}", *map(str, flags)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
-        url = f"http://127.0.0.1:{port}"
+        proc, port, grpc_port = launch_server(*flags, model=model, grpc=grpc, log=log)
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/v1/models/{model}", timeout=2)
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        pytest.fail(f"server did not start: {log.read()[-3000:]}")
-                    time.sleep(0.3)
-            yield url, (f"127.0.0.1:{grpc_port}" if grpc else None)
+            yield f"http://127.0.0.1:{port}", (f"127.0.0.1:{grpc_port}" if grpc else None)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

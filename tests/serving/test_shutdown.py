@@ -4,8 +4,6 @@ then the server exits 0."""
 import concurrent.futures
 import json
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -13,7 +11,7 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.conftest import ROOT, _free_port
+from tests.conftest import launch_server
 
 
 def test_sigterm_finishes_requests_in_flight_without_waiting_for_batch_mates(exported,
@@ -22,23 +20,11 @@ def test_sigterm_finishes_requests_in_flight_without_waiting_for_batch_mates(exp
     # Every request would wait 60 s for batch-mates, so it is surely in flight at the
     # SIGTERM; at shutdown the batcher runs it at once.
     params.write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 60000000 }\n")
-    port, grpc_port = _free_port(), _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", f"--port={grpc_port}",
-         "--model_name=nwp", f"--model_base_path={exported[0]}", "--enable_batching",
-         f"--batching_parameters_file={params}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, port, grpc_port = launch_server(
+        "--model_name=nwp", f"--model_base_path={exported[0]}", "--enable_batching",
+        f"--batching_parameters_file={params}", grpc=True)
     url = f"http://127.0.0.1:{port}/v1/models/nwp"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
-                time.sleep(0.3)
-
         def rest():
             body = json.dumps({"instances": ["the name of the"]}).encode()
             with urllib.request.urlopen(urllib.request.Request(f"{url}:predict", data=body),
@@ -77,22 +63,10 @@ def test_sigterm_under_grpc_load_answers_every_call_ok_or_unavailable(exported):
     UNAVAILABLE ("shutting down", retryable), none CANCELLED; then exit 0."""
     import threading
 
-    port, grpc_port = _free_port(), _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.rest", f"--rest_api_port={port}", f"--port={grpc_port}",
-         "--model_name=nwp", f"--model_base_path={exported[0]}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, _, grpc_port = launch_server("--model_name=nwp", f"--model_base_path={exported[0]}",
+                                       grpc=True)
     outcomes, lock = {}, threading.Lock()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/nwp", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
-                time.sleep(0.3)
-
         def client():
             with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
