@@ -50,13 +50,6 @@ async def _abort(context, err):
 MAX_ELEMENTS = 1 << 24  # elements in one input tensor of a gRPC request
 
 
-class _Shape:
-    """Just enough of an array (``ndim``, ``shape``) for ``check_rows``."""
-
-    def __init__(self, dims):
-        self.shape, self.ndim = tuple(dims), len(dims)
-
-
 # DataType enum values (tensorflow/core/framework/types.proto) with a fast path below.
 _DT_STRING = 7
 _NUMERIC = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64}
@@ -202,7 +195,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 dims = [d.size for d in proto.tensor_shape.dim]
                 if any(d < 0 for d in dims):
                     raise invalid(f"Input {alias} has a negative dimension: {dims}.")
-                check_rows({alias: _Shape(dims)}, self.max_rows)
+                check_rows({alias: dims}, self.max_rows)
                 if math.prod(dims) > MAX_ELEMENTS:
                     raise invalid(f"Input {alias} of shape {dims} has more than {MAX_ELEMENTS} "
                                   "elements; split the request.")
@@ -210,7 +203,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     inputs[alias] = to_ndarray(proto)
                 except (ValueError, TypeError) as err:
                     raise invalid(f"Cannot read input {alias}: {err}") from None
-            check_rows(inputs, self.max_rows)
             if self.batcher is not None:
                 outputs = await self.batcher.submit_async(servable, signature_name, inputs)
             else:

@@ -148,7 +148,7 @@ async def handle_post(request, path):
             raise invalid("'examples' value is an empty array")
         servable.refuse_classify_regress(verb, signature_name)
     inputs, row_format = parse_predict_request(body, servable.input_dtypes(signature_name))
-    check_rows(inputs, request.app[LIMIT_KEY])
+    check_rows({alias: array.shape for alias, array in inputs.items()}, request.app[LIMIT_KEY])
     batcher = request.app[BATCHER_KEY]
     if batcher is not None:  # waits on the loop; the batch thread wakes it
         outputs = await batcher.submit_async(servable, signature_name, inputs)

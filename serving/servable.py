@@ -166,11 +166,19 @@ def _fixed_output_shapes(sig):
     return True
 
 
-def check_rows(inputs, limit):
-    """Refuse (INVALID_ARGUMENT) inputs with more than ``limit`` rows in dimension 0."""
-    for alias, array in inputs.items():
-        if array.ndim and array.shape[0] > limit:
-            raise invalid(f"Input {alias} has {array.shape[0]} rows; this server takes at most "
+def check_rows(shapes, limit):
+    """Refuse (INVALID_ARGUMENT) inputs with more than ``limit`` rows in dimension 0.
+
+    Args:
+        shapes: ``{alias: shape}`` (a tuple or list of ints; ``()`` for a scalar).
+        limit: the most rows one request may have (``--max_batch_size_per_request``).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT naming the input and the limit.
+    """
+    for alias, shape in shapes.items():
+        if len(shape) and shape[0] > limit:
+            raise invalid(f"Input {alias} has {shape[0]} rows; this server takes at most "
                           f"{limit} per request (--max_batch_size_per_request). Split the "
                           "request.")
 
