@@ -12,6 +12,9 @@ line override them.
 * ``ptb-5m``: the best setup we know of under 5M parameters for a 90-minute CPU budget: 2 x
   300 LSTM with tied 300-d embeddings (4.45M parameters), dropout 0.4, BPTT 35, SGD lr 1
   multiplied by 0.8 each epoch after epoch 5, stopped by ``--time-budget-minutes 85``.
+* ``ptb-keyboard``: the ``keyboard`` preset (one CIFG layer, 96-d tied embedding, 1.40M
+  parameters; Gboard's shape, Hard et al. 2018) on PTB with Adam 2e-3, BPTT 35, batch 64,
+  state carried, stopped by ``--time-budget-minutes 45``.
 * ``shakespeare-char``: character-level Tiny Shakespeare, 2 x 256 LSTM, BPTT 100 with
   carried state, Adam 2e-3, clip 5 on the per-character mean loss (char-rnn-like sizes).
 """
@@ -30,6 +33,12 @@ CONFIGS = {
     "ptb-5m": dict(_ZAREMBA, model="lstm-tied", embedding_dim=300, units=300, dropout=0.4,
                    init_scale=0.1, bptt=35, batch_size=20, lr_decay=0.8, decay_after=5,
                    epochs=25, time_budget_minutes=85),
+    # The keyboard-sized CIFG model (zoo preset "keyboard", 1.40M parameters) on PTB, within
+    # a 45-minute budget on 2 CPU cores.
+    "ptb-keyboard": dict(corpus="ptb", model="keyboard", optimizer="adam", learning_rate=2e-3,
+                         clipnorm=5.0, loss_reduction="mean", bptt=35, batch_size=64,
+                         lr_decay=0.7, decay_after=4, epochs=30, time_budget_minutes=45,
+                         carry_state=True),
     "shakespeare-char": dict(corpus="tiny-shakespeare-char", model="lstm", embedding_dim=64,
                              units=256, num_layers=2, dropout=0.1, bptt=100, batch_size=32,
                              optimizer="adam", learning_rate=2e-3, clipnorm=5.0,

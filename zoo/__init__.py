@@ -5,7 +5,7 @@ Keras layers and models only; imports keras and tensorflow, never ``training`` o
 """
 
 from zoo.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention
-from zoo.cells import GRUCell, LSTMCell, RNNCell
+from zoo.cells import CIFGCell, GRUCell, LSTMCell, RNNCell
 from zoo.models import LanguageModel, Perplexity
 from zoo.predictor import NextWordPredictor
 from zoo.presets import PRESETS, get_model
@@ -15,6 +15,7 @@ from zoo.transformer_lm import TransformerLanguageModel
 
 __all__ = [
     "AdditiveAttention",
+    "CIFGCell",
     "DotProductAttention",
     "GRUCell",
     "LSTMCell",

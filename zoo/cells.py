@@ -309,3 +309,78 @@ class GRUCell(_GatedCell):
         hh = ops.tanh(x_h + r * u_h)
         h = z * h_prev + (1.0 - z) * hh
         return h, [h]
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class CIFGCell(_GatedCell):
+    """LSTM with a coupled input and forget gate (CIFG; Greff et al. 2017, "LSTM: A Search
+    Space Odyssey", variant CIFG), the cell of Gboard's next-word model (Hard et al. 2018),
+    one time step per call::
+
+        z_t = x_t W + h_{t-1} U + b            W: (input_dim, 3*units)
+        i_t, g_t, o_t = split(z_t, 3)           U: (units, 3*units), b: (3*units,)
+        i_t = sigma(i_t); g_t = tanh(g_t); o_t = sigma(o_t)
+        f_t = 1 - i_t                           (the coupling: no forget-gate weights)
+        c_t = f_t * c_{t-1} + i_t * g_t
+        h_t = o_t * tanh(c_t)
+
+    It has three quarters of an LSTM's weights and, in Greff et al.'s study, the same
+    quality. Gate order along the last weight axis: i, c (``g``), o.
+
+    Args:
+        units: positive int, the size of ``h_t`` and ``c_t``.
+        kernel_initializer, recurrent_initializer, bias_initializer: Keras initializers.
+        unit_forget_bias: if True (default), the input-gate bias ``bias[:units]`` starts at
+            -1.0, so ``f_t = 1 - sigma(-1) = sigma(1)``: the same start as an LSTM's forget
+            gate with Keras's ``unit_forget_bias`` (Jozefowicz et al. 2015).
+        dropout, recurrent_dropout, seed: as :class:`LSTMCell`.
+        **kwargs: passed to ``keras.layers.Layer``.
+
+    Call arguments:
+        inputs: float ``(batch, input_dim)``; states: ``[h_{t-1}, c_{t-1}]``, each
+        ``(batch, units)``; training: bool.
+
+    Returns:
+        ``(h_t, [h_t, c_t])``, each ``(batch, units)``.
+
+    Raises:
+        ValueError: as :class:`LSTMCell`.
+
+    Example:
+        >>> layer = keras.layers.RNN(CIFGCell(8), return_sequences=True)
+        >>> layer(np.zeros((2, 5, 3), "float32")).shape
+        (2, 5, 8)
+    """
+
+    gates = 3
+    num_states = 2
+
+    def __init__(self, units, unit_forget_bias=True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.unit_forget_bias = unit_forget_bias
+
+    def _bias_init(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        units, base = self.units, self.bias_initializer
+
+        def bias_initializer(shape, dtype=None):
+            return ops.concatenate([-ops.ones((units,), dtype=dtype),
+                                    base((2 * units,), dtype=dtype)])
+        return bias_initializer
+
+    def call(self, inputs, states, training=None):
+        h_prev, c_prev = self._states(inputs, states)
+        inputs, h_in = self._masked(inputs, h_prev, training)
+        z = ops.matmul(inputs, self.kernel) + ops.matmul(h_in, self.recurrent_kernel)
+        z = z + self.bias
+        i, g, o = ops.split(z, 3, axis=-1)
+        i = ops.sigmoid(i)
+        c = (1.0 - i) * c_prev + i * ops.tanh(g)
+        h = ops.sigmoid(o) * ops.tanh(c)
+        return h, [h, c]
+
+    def get_config(self):
+        config = super().get_config()
+        config["unit_forget_bias"] = self.unit_forget_bias
+        return config

@@ -28,6 +28,10 @@ PRESETS = {
     # LSTM whose output attends over its own past outputs (causal), Luong-style.
     "lstm-attention": (RecurrentLanguageModel, dict(cell="lstm", attention="scaled_dot",
                                                     **_RNN)),
+    # Gboard's keyboard shape (Hard et al. 2018): one CIFG layer, 96-wide embedding tied to
+    # the output through a projection; 1.40M parameters at a 10k vocabulary.
+    "keyboard": (RecurrentLanguageModel, dict(cell="cifg", num_layers=1, embedding_dim=96,
+                                              units=320, tie_embeddings=True, dropout=0.25)),
     "transformer": (TransformerLanguageModel, dict(model_dim=128, num_layers=2, num_heads=4,
                                                    ffn_dim=512, max_length=256)),
 }

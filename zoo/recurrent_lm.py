@@ -14,10 +14,11 @@ import tensorflow as tf
 from keras import ops
 
 from zoo.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention
-from zoo.cells import GRUCell, LSTMCell, RNNCell
+from zoo.cells import CIFGCell, GRUCell, LSTMCell, RNNCell
 from zoo.models import LanguageModel, build_once
 
-CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell, "cifg": CIFGCell}
+TWO_STATE_CELLS = ("lstm", "cifg")  # h_t and c_t
 EMBEDDINGS = ("learned", "one_hot")
 ATTENTIONS = ("additive", "dot", "general", "scaled_dot", "multi_head")
 
@@ -36,7 +37,8 @@ class RecurrentLanguageModel(LanguageModel):
 
     Args:
         vocab_size: number of token ids.
-        cell: ``"rnn"`` (Elman), ``"lstm"`` or ``"gru"``.
+        cell: ``"rnn"`` (Elman), ``"lstm"``, ``"cifg"`` (coupled input-forget gate LSTM)
+            or ``"gru"``.
         embedding: ``"learned"`` (a trained ``(vocab_size, embedding_dim)`` table) or
             ``"one_hot"`` (the seed's one-hot vectors; the first cell's kernel is then the
             embedding).
@@ -130,7 +132,7 @@ class RecurrentLanguageModel(LanguageModel):
                            bias_initializer=pick("zeros"), recurrent_dropout=recurrent_dropout)
         if cell == "rnn":
             cell_kwargs["activation"] = activation
-        if cell == "lstm":
+        if cell in TWO_STATE_CELLS:
             cell_kwargs["unit_forget_bias"] = init is None
         self.rnn_layers = [
             keras.layers.RNN(CELLS[cell](units, **cell_kwargs), return_sequences=True,
@@ -168,8 +170,8 @@ class RecurrentLanguageModel(LanguageModel):
         return ops.matmul(ops.cast(h, "float32"), ops.transpose(table)) + ops.cast(
             self.output_bias, "float32")
 
-    def _attend(self, h, memory, causal):
-        context = self.attention(h, memory, causal=causal)
+    def _attend(self, h, memory, causal, value_mask=None):
+        context = self.attention(h, memory, causal=causal, value_mask=value_mask)
         return self.combine(ops.concatenate([h, context], axis=-1))
 
     def build(self, input_shape):
@@ -260,7 +262,7 @@ class RecurrentLanguageModel(LanguageModel):
                 is not ``(batch, units)`` (memory ``(batch, t, units)``).
         """
         self._check_ids(token_ids, 1)
-        per_layer = 2 if self.cell_type == "lstm" else 1
+        per_layer = 2 if self.cell_type in TWO_STATE_CELLS else 1
         expected = self.num_layers * per_layer + (self.attention_type is not None)
         states = list(states)
         if len(states) != expected:
@@ -286,6 +288,54 @@ class RecurrentLanguageModel(LanguageModel):
             x = self._attend(x[:, None, :], memory, causal=True)[:, 0]
             new_states.append(memory)
         return self._logits(x), new_states
+
+    # -- one step, fixed-shape states (LiteRT) --------------------------------------------
+    def fixed_state_spec(self, batch_size=1, window=256):
+        """``h_i`` (and ``c_i`` for LSTM/CIFG) ``(batch_size, units)`` float32 per layer ``i``;
+        with attention also ``memory (batch_size, window, units)`` float32, the last
+        ``window`` outputs (oldest first, right-aligned), and ``count (batch_size,)`` int32,
+        how many of its slots are filled. All start at zero."""
+        if not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be a positive int, got {window!r}.")
+        names = ("h", "c") if self.cell_type in TWO_STATE_CELLS else ("h",)
+        spec = [(f"{n}_{i}", (batch_size, self.units), "float32")
+                for i in range(self.num_layers) for n in names]
+        if self.attention_type is not None:
+            spec += [("memory", (batch_size, window, self.units), "float32"),
+                     ("count", (batch_size,), "int32")]
+        return spec
+
+    def fixed_step(self, token_ids, states):
+        """:meth:`step` with a fixed-size attention memory (the cell states are the same).
+
+        The memory is a sliding window: each step shifts it left by one slot, writes the new
+        output into the last slot and attends only over the ``count`` filled slots
+        (``value_mask``). While at most ``window`` tokens have been read this equals
+        :meth:`step` exactly; after that the model attends over the last ``window`` outputs.
+
+        Args:
+            token_ids: int32 ``(batch,)``.
+            states: tensors in the order of :meth:`fixed_state_spec`.
+
+        Returns:
+            ``(logits float32 (batch, vocab_size), new_states)`` in the same order.
+        """
+        states = list(states)
+        if self.attention_type is None:
+            return self.step(token_ids, states)
+        memory, count = states[-2], states[-1]
+        window = memory.shape[1]
+        x = self._embed(token_ids)
+        per_layer = 2 if self.cell_type in TWO_STATE_CELLS else 1
+        new_states = []
+        for i, rnn in enumerate(self.rnn_layers):
+            x, out = rnn.cell(x, states[i * per_layer:(i + 1) * per_layer], training=False)
+            new_states.extend(out)
+        memory = ops.concatenate([memory[:, 1:], x[:, None, :]], axis=1)
+        count = ops.minimum(count + 1, window)
+        value_mask = ops.arange(window)[None, :] >= (window - count)[:, None]
+        x = self._attend(x[:, None, :], memory, causal=False, value_mask=value_mask)[:, 0]
+        return self._logits(x), new_states + [memory, count]
 
     def get_config(self):
         config = super().get_config()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo import GRUCell, LSTMCell, RNNCell
+from zoo import CIFGCell, GRUCell, LSTMCell, RNNCell
 
 B, T, D, U = 3, 50, 5, 7
 
@@ -299,3 +299,51 @@ def test_a_mask_of_the_wrong_shape_is_a_value_error():
     x, states = _inputs(2)
     with pytest.raises(ValueError, match=f"{T + 1}.*{T}"):  # given, then expected length
         layer(x, initial_state=states, mask=np.ones((B, T + 1), bool))
+
+
+def test_cifg_matches_its_equations_in_numpy():
+    """CIFG (Greff et al. 2017): an LSTM without forget-gate weights, f_t = 1 - i_t."""
+    x, states = _inputs(2, seed=5)
+    layer = _rnn(CIFGCell(U))
+    layer(x[:, :6], initial_state=states)
+    _randomize(layer, seed=6, scale=0.5)
+    seq, h_last, c_last = layer(x[:, :6], initial_state=states)
+    W, R, b = (w.astype("float64") for w in layer.get_weights())
+    assert W.shape == (D, 3 * U) and R.shape == (U, 3 * U) and b.shape == (3 * U,)
+    h, c = (s.astype("float64") for s in states)
+    for t in range(6):
+        i, g, o = np.split(x[:, t].astype("float64") @ W + h @ R + b, 3, axis=-1)
+        i = _sigmoid(i)
+        c = (1 - i) * c + i * np.tanh(g)
+        h = _sigmoid(o) * np.tanh(c)
+        np.testing.assert_allclose(seq[:, t], h, atol=1e-5, err_msg=f"step {t}")
+    np.testing.assert_allclose(c_last, c, atol=1e-5)
+
+
+def test_cifg_equals_an_lstm_whose_forget_gate_is_one_minus_its_input_gate():
+    """With the forget pre-activation set to minus the input one, sigma(-z) = 1 - sigma(z):
+    the Keras LSTM cell then computes exactly the CIFG cell."""
+    x, states = _inputs(2, seed=7)
+    ours, theirs = _rnn(CIFGCell(U)), _rnn(keras.layers.LSTMCell(U))
+    ours(x, initial_state=states)
+    theirs(x, initial_state=states)
+    _randomize(ours, seed=8)
+    W, R, b = ours.get_weights()
+
+    def lstm_layout(w):
+        i, g, o = np.split(w, 3, axis=-1)
+        return np.concatenate([i, -i, g, o], axis=-1)
+
+    theirs.set_weights([lstm_layout(W), lstm_layout(R), lstm_layout(b)])
+    for a, b_ in zip(ours(x, initial_state=states), theirs(x, initial_state=states)):
+        np.testing.assert_allclose(a, b_, atol=1e-5)
+
+
+def test_cifg_input_gate_bias_starts_at_minus_one_and_round_trips():
+    cell = CIFGCell(4)
+    cell.build((None, 3))
+    np.testing.assert_array_equal(cell.bias.numpy(), np.concatenate([-np.ones(4), np.zeros(8)]))
+    plain = CIFGCell(4, unit_forget_bias=False, recurrent_dropout=0.25, name="c")
+    config = plain.get_config()
+    again = CIFGCell.from_config(config)
+    assert again.get_config() == config and config["unit_forget_bias"] is False
