@@ -231,16 +231,20 @@ class MultiHeadAttention(keras.layers.Layer):
         self.output_bias = self.add_weight(shape=(out_dim,), name="output_bias",
                                            initializer="zeros")
 
-    def _project(self, name, x):
+    def project(self, name, x):
+        """The ``name`` (``"query"``, ``"key"`` or ``"value"``) projection of ``x (batch, t,
+        dim)``: ``(batch, num_heads, t, key_dim)``. A decoder's key/value cache stores these."""
         kernel, bias = self.projections[name]
         return ops.einsum("btd,dhk->bhtk", x, kernel) + bias[None, :, None, :]
 
-    def call(self, query, value, key=None, value_mask=None, query_mask=None, causal=False,
-             return_attention_scores=False, training=None):
-        key = value if key is None else key
-        _check(query, value, key, value_mask, query_mask)
-        q = self._project("query", query) / math.sqrt(self.key_dim)
-        k, v = self._project("key", key), self._project("value", value)
+    def attend(self, query, k, v, value_mask=None, causal=False):
+        """Attention of raw ``query (batch, Tq, dim)`` over projected keys and values ``k``,
+        ``v`` ``(batch, num_heads, Tv, key_dim)`` (from :meth:`project`).
+
+        Returns:
+            ``(out (batch, Tq, out_dim), weights (batch, num_heads, Tq, Tv))``.
+        """
+        q = self.project("query", query) / math.sqrt(self.key_dim)
         scores = ops.einsum("bhqk,bhtk->bhqt", q, k)
         shape = ops.shape(scores)
         mask = combine_masks((shape[0], shape[2], shape[3]), value_mask, causal)
@@ -249,6 +253,14 @@ class MultiHeadAttention(keras.layers.Layer):
         weights = tf.nn.softmax(scores, axis=-1)  # (ops.softmax warns on 1 key)
         heads = ops.einsum("bhqt,bhtk->bqhk", weights, v)
         out = ops.einsum("bqhk,hko->bqo", heads, self.output_kernel) + self.output_bias
+        return out, weights
+
+    def call(self, query, value, key=None, value_mask=None, query_mask=None, causal=False,
+             return_attention_scores=False, training=None):
+        key = value if key is None else key
+        _check(query, value, key, value_mask, query_mask)
+        out, weights = self.attend(query, self.project("key", key),
+                                   self.project("value", value), value_mask, causal)
         if query_mask is not None:
             out = out * ops.cast(query_mask, out.dtype)[..., None]
         return (out, weights) if return_attention_scores else out

@@ -210,6 +210,22 @@ class LanguageModel(keras.Model):
         sequence. Subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} has no one-step call.")
 
+    def fixed_state_spec(self, batch_size=1, window=256):
+        """The states of :meth:`fixed_step`, as ``[(name, shape, dtype), ...]``: every shape
+        is static, so a phone runtime (LiteRT) never resizes a tensor. Subclasses define it.
+
+        Args:
+            batch_size: rows per step (1 on a keyboard).
+            window: past positions an attention state keeps (ignored without attention).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no fixed-state step.")
+
+    def fixed_step(self, token_ids, states):
+        """:meth:`step` with fixed-shape states (from :meth:`fixed_state_spec`, all zero at
+        the start): ``(token_ids (batch,), states) -> (logits (batch, vocab_size),
+        new_states)``. Subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__} has no fixed-state step.")
+
     def next_token_logits(self, token_ids, lengths):
         """Logits ``(batch, vocab_size)`` after token ``lengths[b] - 1`` of each row.
 

@@ -193,6 +193,50 @@ class TransformerLanguageModel(LanguageModel):
             new_states.append(memory)
         return self._logits(x[:, 0]), new_states + [position + 1]
 
+    def fixed_state_spec(self, batch_size=1, window=None):
+        """Per block ``i`` a key and a value cache, ``key_i`` and ``value_i`` ``(batch_size,
+        num_heads, max_length, model_dim // num_heads)`` float32 (the projected keys and
+        values, slot ``t`` for position ``t``), then ``position (batch_size,)`` int32, the
+        position of the next token. All start at zero; ``window`` is ignored (the cache always
+        has ``max_length`` slots)."""
+        shape = (batch_size, self.num_heads, self.max_length, self.model_dim // self.num_heads)
+        spec = []
+        for i in range(self.num_layers):
+            spec += [(f"key_{i}", shape, "float32"), (f"value_{i}", shape, "float32")]
+        return spec + [("position", (batch_size,), "int32")]
+
+    def fixed_step(self, token_ids, states):
+        """:meth:`step` with a key/value cache of ``max_length`` slots per block.
+
+        The new key and value are written into slot ``position`` (a one-hot blend, no
+        scatter), and the query attends over slots ``0..position``. Equal to :meth:`step`
+        for positions ``0..max_length - 1``; a position at or past ``max_length`` is out of
+        range (the caller must stop or start again: the LiteRT runner re-reads the last
+        ``max_length // 2`` tokens then).
+
+        Args:
+            token_ids: int32 ``(batch,)``.
+            states: tensors in the order of :meth:`fixed_state_spec`.
+
+        Returns:
+            ``(logits float32 (batch, vocab_size), new_states)`` in the same order.
+        """
+        states = list(states)
+        position = states[-1]
+        x = (self.embedding(token_ids) + self.positions(position))[:, None, :]
+        slot = ops.one_hot(position, self.max_length, dtype=x.dtype)[:, None, :, None]
+        visible = ops.arange(self.max_length)[None, :] <= position[:, None]
+        new_states = []
+        for i, block in enumerate(self.blocks):
+            attention = block["attention"]
+            h = block["ln_1"](x)
+            keys = states[2 * i] * (1.0 - slot) + attention.project("key", h) * slot
+            values = states[2 * i + 1] * (1.0 - slot) + attention.project("value", h) * slot
+            x = x + attention.attend(h, keys, values, value_mask=visible)[0]
+            x = x + block["ffn_2"](block["ffn_1"](block["ln_2"](x)))
+            new_states += [keys, values]
+        return self._logits(x[:, 0]), new_states + [position + 1]
+
     def get_config(self):
         config = super().get_config()
         config.update(model_dim=self.model_dim, num_layers=self.num_layers,

@@ -201,3 +201,34 @@ def test_every_layer_and_model_round_trips_through_keras_files_in_a_fresh_proces
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("ok ") == len(objects)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_fixed_state_step_equals_the_full_sequence_call(name):
+    """The fixed-shape states of the LiteRT export give the full call's logits, for a window
+    (attention) or cache (Transformer) at least as long as the text."""
+    model = _small(name)
+    x = _ids(4)
+    full = np.asarray(model(x))
+    spec = model.fixed_state_spec(B, window=T)
+    assert all(None not in shape for _, shape, _ in spec)
+    states = [tf.zeros(shape, dtype) for _, shape, dtype in spec]
+    for t in range(T):
+        logits, states = model.fixed_step(tf.constant(x[:, t]), states)
+        assert [tuple(s.shape) for s in states] == [shape for _, shape, _ in spec]
+        np.testing.assert_allclose(logits, full[:, t], atol=2e-5, err_msg=f"step {t}")
+
+
+def test_fixed_attention_window_slides_over_the_last_outputs():
+    """Window K < time: attention sees only the last K outputs (the growing-memory step fed
+    only its last K - 1 past outputs, to which it adds the new one, is the reference)."""
+    model, window = _small("lstm-attention"), 3
+    x = _ids(5)
+    states = model.initial_state(B)
+    fixed = [tf.zeros(shape, dtype) for _, shape, dtype in model.fixed_state_spec(B, window)]
+    for t in range(T):
+        states[-1] = states[-1][:, -(window - 1):]
+        ref, states = model.step(tf.constant(x[:, t]), states)
+        got, fixed = model.fixed_step(tf.constant(x[:, t]), fixed)
+        np.testing.assert_allclose(got, ref, atol=2e-5, err_msg=f"step {t}")
+    np.testing.assert_array_equal(fixed[-1], [window] * B)
