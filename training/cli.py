@@ -6,7 +6,8 @@ Example::
 
 The run folder gets ``model.keras``, ``vocab.txt``, ``text.json`` (what ``nwp-export``
 needs), ``history.json`` (per-epoch loss, perplexity, pre-clip gradient norm) and
-``metrics.json`` (valid and test perplexity, tokens/s, wall time).
+``metrics.json`` (valid and test perplexity, top-1/top-3 next-word accuracy and keystroke
+savings on the test split at word level, tokens/s, wall time).
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ def build_parser():
                    default="default",
                    help="tf.distribute strategy: mirrored = data parallel over all local GPUs; "
                         "multi-worker = MultiWorkerMirroredStrategy, cluster from $TF_CONFIG")
+    p.add_argument("--keyboard-metrics", action=argparse.BooleanOptionalAction, default=True,
+                   help="after training, add top-1/top-3 next-word accuracy and keystroke "
+                        "savings on the test split to metrics.json (word-level corpora; "
+                        "see nwp-evaluate)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
                    help="Keras fit verbosity: 1 progress bar, 2 one line per epoch")
@@ -283,6 +288,12 @@ def train(args):
             "saved. Lower --learning-rate or --clipnorm.")
     predictor = NextWordPredictor(vectorizer, model)
     predictor.save(args.output)
+    if args.keyboard_metrics and corpus.split != "character":
+        from training.evaluate import KEYBOARD_FIELDS, keyboard_report
+
+        report = keyboard_report(model, vectorizer, streams["test"], bptt=args.bptt,
+                                 batch_size=args.batch_size, carry_state=carry)
+        results.update({k: report[k] for k in KEYBOARD_FIELDS})
 
     tokens_trained = progress.batches * args.batch_size * args.bptt  # whole windows
     metrics = {
@@ -307,6 +318,10 @@ def train(args):
           f"test perplexity {results['test_perplexity']:.2f} | "
           f"{metrics['train_tokens_per_second'] or 0:,.0f} train tokens/s | "
           f"wall {metrics['wall_seconds']:.0f} s | saved {args.output}", flush=True)
+    if "top1_accuracy" in results:
+        from training.evaluate import format_keyboard
+
+        print(f"test next word: {format_keyboard(results)}", flush=True)
     return metrics
 
 

@@ -2,6 +2,7 @@
 and end to end through ``training.evaluate`` and ``nwp-evaluate``."""
 
 import ast
+import io
 import itertools
 import json
 import math
@@ -270,3 +271,139 @@ def test_ten_thousand_words_and_sixteen_thousand_positions_take_seconds():
     seconds = time.monotonic() - started
     assert m.result()["typed_words"] > 16000 * 0.99
     assert seconds < 15, f"{seconds:.1f} s"
+
+
+# ---------------------------------------------------------------------------------------------
+# training.evaluate: the metrics of a real model over a token stream, and nwp-evaluate.
+
+@pytest.fixture(scope="module")
+def default_text():
+    from training.corpora import load_corpus
+    from zoo import WordVectorizer
+
+    corpus = load_corpus("default")
+    vectorizer = WordVectorizer.fit(corpus.train, corpus.standardize, max_tokens=300)
+    return vectorizer, vectorizer.encode_lines(corpus.test)
+
+
+def tiny_model(name, vocab_size, **overrides):
+    import keras
+
+    from zoo import get_model
+
+    keras.utils.set_random_seed(3)
+    sizes = (dict(model_dim=16, num_heads=2, ffn_dim=16, num_layers=1, max_length=24)
+             if name == "transformer" else dict(units=8, embedding_dim=8, num_layers=1))
+    return get_model(name, vocab_size, **{**sizes, **overrides})
+
+
+def test_carried_state_gives_the_perplexity_of_keras_evaluate(default_text):
+    from training.callbacks import ResetStates
+    from training.data import stream_dataset
+    from training.evaluate import keyboard_report
+
+    vectorizer, ids = default_text
+    model = tiny_model("lstm", vectorizer.vocab_size, stateful=True)
+    model.compile("adam")
+    model.build((16, 10))
+    logs = model.evaluate(stream_dataset(ids, 16, 10), verbose=0, return_dict=True,
+                          callbacks=[ResetStates()])
+    out = io.StringIO()
+    report = keyboard_report(model, vectorizer, ids, bptt=10, batch_size=16,
+                             progress_seconds=0, out=out)
+    assert report["perplexity"] == pytest.approx(float(logs["perplexity"]), rel=1e-4)
+    assert report["tokens"] == ids.size - 1
+    special = {0, 1, vectorizer.eos_id, vectorizer.unk_id}
+    assert report["typed_words"] == sum(int(t) not in special for t in ids[1:])
+    assert 0 <= report["ksr_next_word"] <= report["ksr_prefix"] < 1
+    assert "state carried" in report["context"]
+    lines = out.getvalue().splitlines()
+    assert len(lines) > 10 and lines[-1].startswith(f"keyboard metrics: {ids.size - 1:,}/")
+
+
+@pytest.mark.parametrize("name, bptt, before", [("lstm", 6, 6), ("transformer", 16, 8)])
+def test_overlapping_windows_predict_every_token_once_with_the_context_they_promise(
+        default_text, name, bptt, before):
+    # Window i predicts the targets of input positions s = i*bptt .. s+bptt-1 from
+    # ids[max(0, s - before) : s+bptt]; the Transformer (max_length 24) gets 24 - 16 = 8
+    # tokens of context. Reference: one model call per position, on exactly that context.
+    import tensorflow as tf
+
+    from training.evaluate import keyboard_report
+    from zoo.text import OOV_ID, PAD_ID
+
+    vectorizer, ids = default_text
+    ids = ids[:45]
+    model = tiny_model(name, vectorizer.vocab_size)
+    report = keyboard_report(model, vectorizer, ids, bptt=bptt, batch_size=2,
+                             carry_state=False, out=io.StringIO())
+    assert f"{bptt} predicted positions after {before} tokens" in report["context"]
+    reference = KeyboardMetrics(vectorizer.vocabulary,
+                                {PAD_ID, OOV_ID, vectorizer.eos_id, vectorizer.unk_id})
+    for i in range(ids.size - 1):
+        start = max(0, (i // bptt) * bptt - before)
+        logits = model(tf.constant(ids[None, start:i + 1]), training=False)[0, -1]
+        reference.update(tf.nn.softmax(logits)[None].numpy(), ids[i + 1:i + 2])
+    expected = reference.result()
+    assert report["tokens"] == expected["tokens"] == ids.size - 1
+    assert report["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-5)
+    for key in ("top1_accuracy", "top3_accuracy", "keystrokes_next_word",
+                "keystrokes_prefix"):
+        assert report[key] == expected[key], key
+
+
+def test_character_models_get_accuracy_but_no_keystroke_savings():
+    from training.evaluate import keyboard_report
+    from zoo import WordVectorizer
+
+    lines = ["to be or not to be", "that is the question"] * 5
+    vectorizer = WordVectorizer.fit(lines, split="character")
+    ids = vectorizer.encode_lines(lines)
+    report = keyboard_report(tiny_model("lstm", vectorizer.vocab_size), vectorizer, ids,
+                             bptt=8, batch_size=4, out=io.StringIO())
+    assert report["tokens"] == ids.size - 1 and 0 <= report["top3_accuracy"] <= 1
+    assert report["ksr_next_word"] is None and report["ksr_prefix"] is None
+
+
+def test_keyboard_report_refuses_what_it_cannot_do(default_text):
+    from training.evaluate import keyboard_report
+
+    vectorizer, ids = default_text
+    with pytest.raises(ValueError, match="no state to carry"):
+        keyboard_report(tiny_model("transformer", vectorizer.vocab_size), vectorizer, ids,
+                        carry_state=True)
+    with pytest.raises(ValueError, match="different runs"):
+        keyboard_report(tiny_model("lstm", vectorizer.vocab_size + 1), vectorizer, ids)
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        keyboard_report(tiny_model("lstm", vectorizer.vocab_size), vectorizer, ids[:1])
+
+
+def test_nwp_train_and_nwp_evaluate_report_the_same_keyboard_metrics(tmp_path, capsys):
+    # A tiny run with the keyboard metrics on (the default); nwp-evaluate reloads it, reads
+    # the same test split and, with the run's bptt and batch, carries the state the same way.
+    from tests.conftest import run_cli
+    from training import evaluate
+
+    run = tmp_path / "run"
+    proc = run_cli("training.cli", "--corpus", "default", "--epochs", "1",
+                   "--max-train-tokens", "3000", "--units", "8", "--embedding-dim", "8",
+                   "--num-layers", "1", "--max-vocab", "200", "--bptt", "10",
+                   "--batch-size", "16", "--output", run, timeout=300)
+    assert "test next word: top-1 " in proc.stdout and "KSR prefix" in proc.stdout
+    trained = json.loads((run / "metrics.json").read_text())
+    for key in ("top1_accuracy", "top3_accuracy", "ksr_next_word", "ksr_prefix"):
+        assert 0 <= trained[key] < 1, key
+
+    assert evaluate.main(["--run", str(run)]) == 0
+    report = json.loads((run / "keyboard_metrics.json").read_text())
+    assert "KSR next word" in capsys.readouterr().out
+    assert report["corpus"] == "default" and report["bptt"] == 10
+    assert report["perplexity"] == pytest.approx(trained["test_perplexity"], rel=1e-4)
+    for key in ("top1_accuracy", "top3_accuracy", "ksr_next_word", "ksr_prefix"):
+        assert report[key] == pytest.approx(trained[key], abs=1e-3), key
+
+    assert evaluate.main(["--run", str(run), "--max-tokens", "500"]) == 0
+    assert json.loads((run / "keyboard_metrics.json").read_text())["tokens"] == 499
+
+    assert evaluate.main(["--run", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
