@@ -9,9 +9,12 @@ model's next-token distributions, in pure NumPy (it imports neither TensorFlow n
   Hard et al. (2018), "Federated Learning for Mobile Keyboard Prediction" (arXiv:1811.03604),
   report these as top-1 and top-3 *recall* for Gboard's next-word suggestions.
 * **keystroke savings rate** (KSR): the fraction of keystrokes a user saves by tapping
-  suggestions instead of typing words out, the usual figure of merit of word prediction in
-  the literature on text entry (e.g. Trnka & McCoy 2008; Fowler et al. 2015). The exact
-  keystroke model used here is in :class:`KeyboardMetrics`.
+  suggestions instead of typing words out, ``(keys without - keys with prediction) / keys
+  without``, the usual figure of merit of word prediction in the text-entry literature
+  (e.g. Trnka & McCoy 2008, "Evaluating word prediction: framing keystroke savings", ACL-08
+  short papers; Fowler et al. 2015, "Effects of language modeling and its personalization
+  on touchscreen typing performance", CHI 2015). The exact keystroke model used here is in
+  :class:`KeyboardMetrics`.
 
 :class:`KeyboardMetrics` accumulates over chunks of positions, so a long test text never
 has to be held as one ``(tokens, vocab_size)`` array.
