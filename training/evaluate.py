@@ -69,8 +69,9 @@ def keyboard_report(model, vectorizer, test_ids, bptt=35, batch_size=32, carry_s
 
     Args:
         model: a :class:`zoo.LanguageModel`; ``model(token_ids)`` gives logits ``(batch,
-            time, vocab_size)``. It is not modified: a copy with the same weights runs (built
-            outside any distribution strategy; stateful to carry state).
+            time, vocab_size)``. A copy with the same weights runs (built outside any
+            distribution strategy; stateful to carry state); the model itself is only built,
+            if it was not yet.
         vectorizer: the run's :class:`zoo.WordVectorizer` (vocabulary, ``eos_id``,
             ``unk_id``, ``split``).
         test_ids: int array ``(tokens,)``, the stream from ``vectorizer.encode_lines(lines)``
