@@ -165,7 +165,8 @@ _LN_NEW_IN_15_0 = (
     (0x1B155, 0x1B155), (0x1D2C0, 0x1D2D3), (0x1DF25, 0x1DF2A), (0x1E030, 0x1E06D),
     (0x1E4D0, 0x1E4EB), (0x1E4F0, 0x1E4F9), (0x2B739, 0x2B739), (0x31350, 0x323AF),
 )
-# Unicode 15.1 letters (CJK Extension I): RE2 in TensorFlow 2.21 does not know them.
+# Unicode 15.1 letters (CJK Extension I): RE2 in TensorFlow 2.21 does not know them. Only a
+# Python with Unicode 15.1 data (3.13+, outside requires-python) would call them letters.
 _LN_NEW_IN_15_1 = ((0x2EBF0, 0x2EE5D),)
 
 # Code points whose case properties tf.strings.lower (ICU, Unicode 13.0) does not know but
