@@ -27,9 +27,12 @@ written to a hidden non-numeric sibling folder, loaded back and run once, and on
 renamed to its version number. TF Serving (and ``nwp-serve``) only pick up folders whose
 name is an integer, so a half-written export is never served.
 
+With ``--litert`` the same version folder also gets a LiteRT bundle for phones
+(``model.tflite``, ``litert.json``, ``tokenizer.json``; see :mod:`serving.litert_export`).
+
 Example::
 
-    nwp-export --run runs/default --model_base_path saved_models --model_name nwp
+    nwp-export --run runs/default --model_base_path saved_models --model_name nwp --litert
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def version_dirs(model_dir):
 
 
 def export_saved_model(predictor, model_base_path, model_name, version=None, top_k=5,
-                       max_prompt_tokens=256):
+                       max_prompt_tokens=256, litert=None):
     """Export a :class:`zoo.NextWordPredictor` as ``<base>/<name>/<version>/``.
 
     Args:
@@ -66,12 +69,18 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
         top_k: number of next words the signature returns, 1 <= top_k <= vocab_size - 2.
         max_prompt_tokens: the model reads only the last this many tokens of a prompt
             (``<eos>`` included), which bounds time and memory per request; >= 1.
+        litert: None, or a dict of :func:`serving.litert_export.write_bundle` arguments
+            (``quantization``, ``representative_lines``, ``window``): the LiteRT bundle
+            (``model.tflite``, ``litert.json``, tokenizer) is then written into the same
+            version folder before it is published, so the version appears with both or not
+            at all.
 
     Returns:
         The path of the new version folder.
 
     Raises:
-        ValueError: bad ``model_name``, ``version`` or ``top_k``.
+        ValueError: bad ``model_name``, ``version`` or ``top_k``; a LiteRT option error
+            (``ConversionError`` and ``QuantizationError`` are ValueErrors).
         FileExistsError: that version already exists (versions are never overwritten).
     """
     import keras
@@ -130,6 +139,11 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
         for name, inputs in WARMUP.items():  # every signature runs before it is published
             loaded[name](**{k: tf.constant(v, dtype=_WARMUP_DTYPES[k])
                             for k, v in inputs.items()})
+        if litert is not None:
+            from serving.litert_export import write_bundle
+
+            write_bundle(predictor, tmp, max_prompt_tokens=max_prompt_tokens, top_k=top_k,
+                         **litert)
         os.rename(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -203,6 +217,18 @@ def build_parser():
     p.add_argument("--top_k", type=int, default=5, help="next words returned per prompt")
     p.add_argument("--max_prompt_tokens", type=int, default=256,
                    help="the model reads only the last N tokens of each prompt")
+    litert = p.add_argument_group("LiteRT (TFLite) bundle for phones, in the same version folder")
+    litert.add_argument("--litert", action="store_true",
+                        help="also write model.tflite (one-step 'step' signature, builtin ops "
+                             "only), litert.json and the tokenizer files")
+    litert.add_argument("--litert_quantization", default="dynamic-int8",
+                        choices=("float32", "float16", "dynamic-int8", "int8"),
+                        help="int8 is full integer, calibrated on --representative_text")
+    litert.add_argument("--representative_text", default=None,
+                        help="training text (one line per line) for int8; default: the run's "
+                             "calibration.txt")
+    litert.add_argument("--litert_window", type=int, default=256,
+                        help="attention models: the past outputs the step attends over")
     return p
 
 
@@ -220,13 +246,25 @@ def main(argv=None):
         print(f"nwp-export: error: cannot load the run in {args.run} (is model.keras complete?): "
               f"{type(err).__name__}: {err}", file=sys.stderr)
         return 2
+    litert = None
+    if args.litert:
+        litert = {"quantization": args.litert_quantization, "window": args.litert_window}
+        if args.litert_quantization == "int8":
+            source = args.representative_text or os.path.join(args.run, "calibration.txt")
+            if not os.path.exists(source):
+                print(f"nwp-export: error: int8 needs representative training text: {source} "
+                      "does not exist (give --representative_text FILE).", file=sys.stderr)
+                return 2
+            with open(source, encoding="utf-8") as f:
+                litert["representative_lines"] = f.read().splitlines()
     try:
         path = export_saved_model(predictor, args.model_base_path, args.model_name,
-                                  args.version, args.top_k, args.max_prompt_tokens)
+                                  args.version, args.top_k, args.max_prompt_tokens, litert)
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"nwp-export: error: {err}", file=sys.stderr)
         return 2
-    print(f"exported {path}")
+    print(f"exported {path}" + (f" (with the LiteRT bundle, {args.litert_quantization})"
+                                 if args.litert else ""))
     return 0
 
 

@@ -26,7 +26,7 @@ from training.corpora import CORPORA, DATA_DIR_ENV, CorpusError, load_corpus
 # The preset names, without importing TensorFlow (keeps --help fast); checked against
 # zoo.PRESETS by the tests.
 PRESET_NAMES = ("rnn", "irnn", "lstm", "gru", "lstm-one-hot", "lstm-tied", "lstm-attention",
-                "transformer")
+                "keyboard", "transformer")
 
 
 def build_parser():
@@ -142,6 +142,19 @@ def make_strategy(name):
     return tf.distribute.get_strategy()
 
 
+def write_calibration_text(lines, path, max_tokens=2000):
+    """Write evenly spaced training lines (about ``max_tokens`` whitespace tokens) to ``path``:
+    the representative text that ``nwp-export --litert --litert_quantization int8``
+    calibrates on."""
+    lines = [line for line in lines if line.strip()]
+    head = lines[:1000]
+    per_line = max(1.0, sum(len(line.split()) for line in head) / max(1, len(head)))
+    count = max(1, min(len(lines), int(max_tokens / per_line)))
+    stride = max(1, len(lines) // count)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines[::stride][:count]) + "\n")
+
+
 def train(args):
     """Run one training job from parsed flags; returns the metrics dict it saved."""
     import keras
@@ -230,6 +243,7 @@ def train(args):
                 "checkpoint cannot continue on this text. Use another --output, or --fresh.")
         print(f"resuming the interrupted run from {backup_dir} (--fresh starts over)", flush=True)
     vectorizer.save(args.output)  # before training: a resumed run checks it
+    write_calibration_text(corpus.train, os.path.join(args.output, "calibration.txt"))
     progress = Progress(args.time_budget_minutes)
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir), progress, ResetStates(),

@@ -1,0 +1,251 @@
+"""The LiteRT reference runner: next words from a ``.tflite`` bundle, without TensorFlow.
+
+This is what a phone app does, in Python: load the bundle that ``nwp-export --litert``
+wrote (``model.tflite``, ``litert.json``, the tokenizer), turn the prompt into ids with the
+same rules as training (:mod:`serving.tokenizer`), feed them one by one through the
+``step`` signature while carrying the state, and show the ``k`` most likely next words. It
+imports only ``ai_edge_litert``, NumPy and the standard library (a test checks that
+``tensorflow`` is never imported).
+
+Python API::
+
+    from serving.litert import LiteRTPredictor
+    p = LiteRTPredictor.load("saved_models/nwp/1")
+    p.suggest("the meaning of")            # [("life", 0.12), ...], most likely first
+    p.reset(); p.feed_text("the")         # keyboard use: keep the state between key presses
+    p.feed([p.tokenizer.encode("cat")[0]]); p.top_k(3)
+
+Command line::
+
+    nwp-litert saved_models/nwp/1 "the meaning of" "a function" [--k 5] [--threads 1]
+
+A prompt's answer is that of the SavedModel's ``serving_default``: the prompt is read as the
+start of a line (an ``<eos>`` first), only its last ``max_prompt_tokens`` tokens count, and
+padding and ``[UNK]`` are never suggested (a corpus's own ``<unk>`` can be). An empty
+prompt asks for the first word of a line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from serving.litert_export import FORMAT_VERSION, MANIFEST_FILE, SIGNATURE, TFLITE_FILE
+
+
+class BundleError(ValueError):
+    """A folder that is not a LiteRT bundle, or a damaged one (the message says why)."""
+
+
+def _softmax(logits):
+    z = logits.astype(np.float64) - logits.max()
+    p = np.exp(z)
+    return p / p.sum()
+
+
+class LiteRTPredictor:
+    """Next-word suggestions from a LiteRT bundle, one ``step`` call per token.
+
+    Args:
+        directory: the bundle folder (``litert.json``, ``model.tflite``, tokenizer files).
+        num_threads: interpreter threads (1 is what a keyboard gets; more does not help at
+            batch 1).
+
+    Raises:
+        BundleError: a missing or unreadable file, an unknown ``format_version``, or a
+            ``.tflite`` whose ``step`` signature does not match the manifest.
+    """
+
+    def __init__(self, directory, num_threads=1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        from serving.tokenizer import Tokenizer
+
+        manifest_path = os.path.join(directory, MANIFEST_FILE)
+        if not os.path.isdir(directory):
+            raise BundleError(f"{directory} is not a folder; give the LiteRT bundle folder that "
+                              "nwp-export --litert wrote (the version folder).")
+        if not os.path.exists(manifest_path):
+            raise BundleError(f"{directory} is not a LiteRT bundle: it has no {MANIFEST_FILE} "
+                              "(export one with nwp-export --litert).")
+        try:
+            with open(manifest_path, encoding="utf-8") as f:
+                manifest = json.load(f)
+        except (OSError, ValueError) as err:
+            raise BundleError(f"{manifest_path} cannot be read: {err}") from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise BundleError(f"{manifest_path} has format_version "
+                              f"{manifest.get('format_version')!r}; this runner reads "
+                              f"{FORMAT_VERSION}.")
+        self.manifest = manifest
+        model_path = os.path.join(directory, manifest.get("model_file", TFLITE_FILE))
+        if not os.path.exists(model_path):
+            raise BundleError(f"{model_path} is missing: the bundle is incomplete.")
+        try:
+            self.tokenizer = Tokenizer.load(directory)
+        except (OSError, ValueError) as err:
+            raise BundleError(f"The tokenizer in {directory} cannot be loaded: {err}") from None
+        try:
+            self.interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
+            self._runner = self.interpreter.get_signature_runner(SIGNATURE)
+        except (RuntimeError, ValueError) as err:
+            raise BundleError(f"{model_path} is not a usable LiteRT model: {err}") from None
+        self._spec = [(s["name"], tuple(s["shape"]), np.dtype(s["dtype"]))
+                      for s in manifest["inputs"][1:]]
+        wanted = {"token_ids", *[n for n, _, _ in self._spec]}
+        have = set(self.interpreter.get_signature_list()[SIGNATURE]["inputs"])
+        if have != wanted:
+            raise BundleError(f"{model_path}'s step signature takes {sorted(have)}, but "
+                              f"{MANIFEST_FILE} lists {sorted(wanted)}.")
+        if self.tokenizer.vocab_size != manifest["vocab_size"]:
+            raise BundleError(f"The tokenizer has {self.tokenizer.vocab_size} ids but the model "
+                              f"predicts {manifest['vocab_size']}: files from different runs.")
+        self.vocab_size = manifest["vocab_size"]
+        self.max_prompt_tokens = manifest.get("max_prompt_tokens") or None
+        self.max_positions = manifest.get("max_positions") or None
+        self._never = np.array(manifest.get("never_suggest_ids", [0, 1]), np.int64)
+        self._words = self.tokenizer.vocabulary
+        self.reset()
+
+    @classmethod
+    def load(cls, directory, num_threads=1):
+        """Same as the constructor."""
+        return cls(directory, num_threads=num_threads)
+
+    # -- the state ---------------------------------------------------------------------
+    def reset(self):
+        """Zero every state (the start of a new text)."""
+        self.states = {name: np.zeros(shape, dtype) for name, shape, dtype in self._spec}
+        self.logits = None
+        self.position = 0
+        self._history = []  # what a Transformer re-reads when its positions run out
+
+    def step(self, token_id):
+        """Read one token id; returns the next-token logits float32 ``(vocab_size,)``.
+
+        Raises:
+            ValueError: an id outside ``[0, vocab_size)``; a Transformer whose
+                ``max_positions`` are used up (call :meth:`reset`, or use :meth:`feed`,
+                which starts again from the recent tokens by itself).
+        """
+        token_id = int(token_id)
+        if not 0 <= token_id < self.vocab_size:
+            raise ValueError(f"Token id {token_id} is outside the vocabulary [0, "
+                             f"{self.vocab_size}).")
+        if self.max_positions is not None and self.position >= self.max_positions:
+            raise ValueError(f"The model reads at most {self.max_positions} tokens; reset() "
+                             "and feed the recent ones again.")
+        batch = self._spec[0][1][0] if self._spec else 1
+        out = self._runner(token_ids=np.full([batch], token_id, np.int32), **self.states)
+        self.states = {name: out[name] for name in self.states}
+        self.logits = out["logits"][0]
+        self.position += 1
+        if self.max_positions is not None:
+            self._history = (self._history + [token_id])[-self.max_positions:]
+        return self.logits
+
+    def feed(self, ids):
+        """Read several ids; returns the logits after the last. A Transformer that runs out of
+        positions starts again from the last ``max_positions // 2`` ids it read."""
+        for token in [int(i) for i in ids]:
+            if self.max_positions is not None and self.position >= self.max_positions:
+                keep = self._history[-(self.max_positions // 2):]
+                self.reset()
+                for old in keep:
+                    self.step(old)
+            self.step(token)
+        return self.logits
+
+    def feed_text(self, text):
+        """Read a prompt as the start of a line (``<eos>`` first, as training and the
+        SavedModel do), keeping only its last ``max_prompt_tokens`` tokens."""
+        limit = self.max_prompt_tokens
+        if self.max_positions is not None:
+            limit = min(limit or self.max_positions, self.max_positions)
+        return self.feed(self.tokenizer.prompt_ids(text, max_tokens=limit))
+
+    # -- answers -------------------------------------------------------------------------
+    def top_k(self, k=5):
+        """The ``k`` most likely next words after what was fed: ``[(word, probability)]``,
+        most likely first; probabilities from the model's full softmax.
+
+        Raises:
+            ValueError: nothing fed yet; ``k`` outside ``[1, vocab_size - 2]``.
+        """
+        if self.logits is None:
+            raise ValueError("Feed a prompt first (feed_text or feed).")
+        if not 1 <= k <= self.vocab_size - len(self._never):
+            raise ValueError(f"k must be between 1 and {self.vocab_size - len(self._never)}, "
+                             f"got {k}.")
+        probs = _softmax(self.logits)
+        ranked = probs.copy()
+        ranked[self._never] = -1.0
+        best = np.argsort(-ranked, kind="stable")[:k]
+        return [(self._words[i], float(probs[i])) for i in best]
+
+    def next_word_distribution(self, text):
+        """Probabilities float64 ``(vocab_size,)`` of the next token after ``text`` (read from
+        a zero state)."""
+        self.reset()
+        return _softmax(self.feed_text(text))
+
+    def suggest(self, text, k=None):
+        """The ``k`` (default: the bundle's ``top_k``) most likely next words after the prompt
+        ``text``, read from a zero state: ``[(word, probability)]``.
+
+        Raises:
+            TypeError: ``text`` is not a ``str``.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"The prompt must be a str, got {type(text).__name__}.")
+        self.reset()
+        self.feed_text(text)
+        return self.top_k(k or self.manifest.get("top_k", 5))
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="nwp-litert",
+        description="Next-word suggestions from a LiteRT bundle (nwp-export --litert), run with "
+                    "ai_edge_litert and NumPy only (no TensorFlow).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("bundle", help="the bundle folder (the exported version folder)")
+    p.add_argument("prompts", nargs="+", help="prompts ('' asks for the first word of a line)")
+    p.add_argument("--k", type=int, default=None, help="suggestions (default: the bundle's)")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads")
+    p.add_argument("--json", action="store_true", help="print one JSON object per prompt")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        predictor = LiteRTPredictor.load(args.bundle, num_threads=args.threads)
+    except BundleError as err:
+        print(f"nwp-litert: error: {err}", file=sys.stderr)
+        return 2
+    for prompt in args.prompts:
+        start = time.perf_counter()
+        try:
+            words = predictor.suggest(prompt, args.k)
+        except ValueError as err:
+            print(f"nwp-litert: error: {err}", file=sys.stderr)
+            return 2
+        ms = (time.perf_counter() - start) * 1000
+        if args.json:
+            print(json.dumps({"prompt": prompt, "words": [w for w, _ in words],
+                              "probabilities": [round(p, 6) for _, p in words],
+                              "milliseconds": round(ms, 3)}))
+        else:
+            shown = "  ".join(f"{w} {p:.3f}" for w, p in words)
+            print(f"{prompt!r} -> {shown}   ({predictor.position} steps, {ms:.1f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""LiteRT (TFLite) export: a trained model's one-step call as a builtins-only ``.tflite``.
+
+A phone keyboard reads a prompt one token at a time and keeps the model's state between key
+presses, so the mobile model is the model's **one-step call**, not the full-sequence graph
+(whose ``keras.layers.RNN`` loop becomes TensorList ops that need Flex, which LiteRT's
+Python and mobile runtimes do not link). The ``.tflite`` has one signature::
+
+    step
+      inputs:  token_ids  int32   [B]                 the token read at this step
+               <state>    float32/int32, fixed shape  one per state, see below
+      outputs: logits     float32 [B, vocab_size]     next-token logits after that token
+               <state>    the same names, shapes and dtypes: feed them back next step
+
+with ``B = 1`` by default and the states of ``LanguageModel.fixed_state_spec``: ``h_i``
+(and ``c_i`` for LSTM/CIFG) ``[B, units]`` per layer; with attention also ``memory [B, K,
+units]`` and ``count [B]`` int32 (a sliding window of the last K outputs); for the
+Transformer ``key_i``/``value_i`` ``[B, heads, max_length, head_dim]`` and ``position
+[B]`` int32. All states start at zero. Every shape is static, so an app never resizes a
+tensor.
+
+The converter is given only ``TFLITE_BUILTINS``: no Flex (SELECT_TF_OPS), no custom op. The
+weights are frozen through ``keras.export.ExportArchive`` and ``from_saved_model`` (a
+``tf.function`` closing over Keras 3 variables would "convert" to a weightless file with
+VAR_HANDLE ops that returns NaN), and the result is checked for that.
+
+Quantizations (``QUANTIZATIONS``), all from the TFLite post-training quantization guide
+(https://ai.google.dev/edge/litert/models/post_training_quantization):
+
+* ``float32``: no quantization.
+* ``float16``: weights stored as float16, computed in float32 on CPU.
+* ``dynamic-int8`` (default): weights int8, activations quantized on the fly per step.
+* ``int8``: full integer (weights and activations int8, float32 inputs and outputs), with
+  scales calibrated on a representative token stream from the training text. A recurrent
+  state such as the LSTM cell state ``c_t`` then has one int8 scale for values that range
+  over hundreds, which can ruin the model; so the int8 file is measured against float32 on
+  held-out tokens of that stream and refused (``QuantizationError``, with the numbers)
+  when its perplexity is more than ``INT8_MAX_PERPLEXITY_RATIO`` times the float one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+
+import numpy as np
+
+TFLITE_FILE = "model.tflite"  # the name TF Serving's --prefer_tflite_model looks for
+MANIFEST_FILE = "litert.json"
+SIGNATURE = "step"
+QUANTIZATIONS = ("float32", "float16", "dynamic-int8", "int8")
+DEFAULT_QUANTIZATION = "dynamic-int8"
+INT8_MAX_PERPLEXITY_RATIO = 1.10
+FORMAT_VERSION = 1
+
+
+class ConversionError(ValueError):
+    """The model cannot become a builtins-only ``.tflite`` (the message names the ops)."""
+
+
+class QuantizationError(ValueError):
+    """A quantized file is too far from the float one (the message gives the numbers)."""
+
+
+def _step_archive(model, batch_size, window, directory):
+    """Write the one-step SavedModel (signature ``step``) that the converter reads."""
+    import keras
+    import tensorflow as tf
+
+    spec = model.fixed_state_spec(batch_size, window)
+    names = [name for name, _, _ in spec]
+
+    def step(token_ids, *states):
+        logits, new_states = model.fixed_step(token_ids, list(states))
+        out = {"logits": tf.cast(logits, tf.float32)}
+        out.update({name: tf.cast(s, dtype) for (name, _, dtype), s in zip(spec, new_states)})
+        return out
+
+    signature = [tf.TensorSpec([batch_size], tf.int32, name="token_ids")]
+    signature += [tf.TensorSpec(shape, dtype, name=name) for name, shape, dtype in spec]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(SIGNATURE, step, input_signature=signature)
+    archive.write_out(directory, verbose=False)
+    return spec, names
+
+
+def _unsupported_ops(message):
+    """Op names in a converter error such as ``'tf.StringSplitV2' op is neither a custom op
+    nor a flex op``."""
+    return sorted(set(re.findall(r"'(?:tf|tfl|tf_text)\.([A-Za-z0-9_]+)' op", message)))
+
+
+def representative_steps(model, ids, batch_size=1, window=256):
+    """Inputs of the ``step`` signature along a token stream, states fed back (as the app
+    will see them), for int8 calibration: a list of ``{name: np.ndarray}``."""
+    import tensorflow as tf
+
+    spec = model.fixed_state_spec(batch_size, window)
+    states = [tf.zeros(shape, dtype) for _, shape, dtype in spec]
+    steps = []
+    step = tf.function(model.fixed_step)
+    for token in ids:
+        token_ids = tf.fill([batch_size], tf.constant(int(token), tf.int32))
+        steps.append({"token_ids": token_ids.numpy(),
+                      **{name: s.numpy() for (name, _, _), s in zip(spec, states)}})
+        _, states = step(token_ids, states)
+    return steps
+
+
+def convert_step(model, quantization=DEFAULT_QUANTIZATION, representative_ids=None,
+                 batch_size=1, window=256):
+    """Convert ``model``'s one-step call to a builtins-only ``.tflite``.
+
+    Args:
+        model: a built ``zoo.models.LanguageModel`` (stateless).
+        quantization: one of :data:`QUANTIZATIONS`.
+        representative_ids: int ``(tokens,)`` stream for ``int8`` calibration (a few hundred
+            tokens of training text); required for ``int8`` only.
+        batch_size: the fixed batch of the signature (1 for a keyboard).
+        window: attention window K (recurrent models with attention).
+
+    Returns:
+        ``(tflite_bytes, state_spec)``.
+
+    Raises:
+        ValueError: unknown quantization; ``int8`` without ``representative_ids``.
+        ConversionError: an op has no TFLite builtin (the message names it), or the file
+            came out without its weights.
+    """
+    import tensorflow as tf
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {quantization!r}; choose one of "
+                         f"{', '.join(QUANTIZATIONS)}.")
+    if quantization == "int8" and (representative_ids is None or len(representative_ids) < 8):
+        raise ValueError("int8 quantization needs a representative token stream (at least 8 "
+                         "tokens of training text) to calibrate the activation scales.")
+    with tempfile.TemporaryDirectory(prefix="nwp-litert-") as tmp:
+        spec, _ = _step_archive(model, batch_size, window, tmp)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.allow_custom_ops = False
+        if quantization != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantization == "int8":
+            steps = representative_steps(model, representative_ids, batch_size, window)
+            converter.representative_dataset = lambda: iter(steps)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        try:
+            content = converter.convert()
+        except Exception as err:  # noqa: BLE001  the converter raises several types
+            ops = _unsupported_ops(str(err))
+            if not ops:
+                raise
+            raise ConversionError(
+                f"{type(model).__name__} cannot be converted with TFLite builtin ops only: "
+                f"{', '.join(ops)} {'has' if len(ops) == 1 else 'have'} no builtin kernel "
+                "(they would need Flex or a custom op, which a phone app would have to "
+                "link).") from None
+    check_builtins_only(content, min_bytes=_weight_bytes(model, quantization))
+    return content, spec
+
+
+def _weight_bytes(model, quantization):
+    """The least a file holding ``model``'s weights can weigh: 1, 2 or 4 bytes each."""
+    per = {"float32": 4, "float16": 2}.get(quantization, 1)
+    return model.count_params() * per
+
+
+def ops_of(content):
+    """Names of the ops in a ``.tflite`` (every subgraph), via the LiteRT interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+def check_builtins_only(content, min_bytes=0):
+    """Raise ``ConversionError`` unless ``content`` has only builtin ops, no VAR_HANDLE /
+    READ_VARIABLE (weights left as variables: such a file runs and returns NaN) and at least
+    ``min_bytes`` bytes (the weights)."""
+    ops = ops_of(content)
+    bad = [op for op in ops if op.startswith("Flex") or op in (
+        "CUSTOM", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "DELEGATE")]
+    if bad:
+        raise ConversionError(f"The converted file has non-builtin or variable ops {bad}; "
+                              "it would not run (or not run correctly) on a phone.")
+    if len(content) < min_bytes:
+        raise ConversionError(f"The converted file has {len(content):,} bytes, less than its "
+                              f"{min_bytes:,} bytes of weights: the weights were not frozen.")
+    return ops
+
+
+def _run_stream(content, spec, ids):
+    """Per-token NLL (nats) and top-5 ids of a ``.tflite`` step over ``ids`` (batch 1)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=content, num_threads=1).get_signature_runner(SIGNATURE)
+    states = {name: np.zeros(shape, dtype) for name, shape, dtype in spec}
+    nll, top5 = [], []
+    for token, target in zip(ids[:-1], ids[1:]):
+        out = runner(token_ids=np.array([token], np.int32), **states)
+        states = {name: out[name] for name in states}
+        logits = out["logits"][0].astype(np.float64)
+        log_z = logits.max() + math.log(np.exp(logits - logits.max()).sum())
+        nll.append(log_z - logits[target])
+        top5.append(set(np.argsort(-logits)[:5]))
+    return np.array(nll), top5
+
+
+def compare_quantized(float_content, quant_content, spec, ids):
+    """Perplexity of both files over ``ids`` (states fed back) and mean top-5 overlap."""
+    nll_f, top_f = _run_stream(float_content, spec, ids)
+    nll_q, top_q = _run_stream(quant_content, spec, ids)
+    overlap = float(np.mean([len(a & b) / 5 for a, b in zip(top_f, top_q)]))
+    return float(np.exp(nll_f.mean())), float(np.exp(nll_q.mean())), overlap
+
+
+def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
+                 representative_lines=None, window=256, max_prompt_tokens=256, top_k=5):
+    """Write a LiteRT bundle into ``directory`` (created if missing; may hold a SavedModel).
+
+    Files: ``model.tflite`` (signature ``step``, see the module docstring), the tokenizer
+    (``tokenizer.json`` and its vocabulary, :mod:`serving.tokenizer`) and ``litert.json``
+    (the manifest: signature tensors, state names, quantization, limits).
+
+    Args:
+        predictor: a ``zoo.NextWordPredictor``.
+        directory: the bundle folder; existing bundle files are an error.
+        quantization: one of :data:`QUANTIZATIONS`.
+        representative_lines: training lines for ``int8`` (calibration and its check).
+        window: attention window K; max_prompt_tokens: tokens of a prompt the runner reads
+            (as the SavedModel's ``serving_default``); top_k: suggestions by default.
+
+    Returns:
+        The manifest dict.
+
+    Raises:
+        FileExistsError: the folder already has a ``model.tflite`` or ``litert.json``.
+        ValueError, ConversionError, QuantizationError: see :func:`convert_step`; int8
+            without lines; an int8 file too far from float32.
+    """
+    from serving import tokenizer as tokenizer_lib
+
+    for name in (TFLITE_FILE, MANIFEST_FILE):
+        if os.path.exists(os.path.join(directory, name)):
+            raise FileExistsError(f"{os.path.join(directory, name)} exists; bundles are never "
+                                  "overwritten.")
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {quantization!r}; choose one of "
+                         f"{', '.join(QUANTIZATIONS)}.")
+    model, vectorizer = predictor.model, predictor.vectorizer
+    ids = None
+    check = None
+    if quantization == "int8":
+        if not representative_lines:
+            raise ValueError("int8 quantization needs representative training text "
+                             "(--representative_text FILE, or calibration.txt in the run).")
+        ids = vectorizer.encode_lines(list(representative_lines))[:600]
+        if ids.size < 60:
+            raise ValueError(f"The representative text has {ids.size} tokens; int8 needs at "
+                             "least 60 (300 to 600 is better).")
+        calibrate, held_out = ids[: ids.size // 2], ids[ids.size // 2:]
+        content, spec = convert_step(model, "int8", calibrate, window=window)
+        reference, _ = convert_step(model, "float32", window=window)
+        ppl_f, ppl_q, overlap = compare_quantized(reference, content, spec, held_out)
+        check = {"held_out_tokens": int(held_out.size), "float32_perplexity": ppl_f,
+                 "int8_perplexity": ppl_q, "top5_overlap": overlap}
+        if not ppl_q <= INT8_MAX_PERPLEXITY_RATIO * ppl_f:
+            raise QuantizationError(
+                f"Full-integer int8 does not survive for this model: on {held_out.size} "
+                f"held-out tokens its perplexity is {ppl_q:.1f} against {ppl_f:.1f} in float32 "
+                f"(top-5 overlap {overlap:.2f}); a recurrent state quantized with one int8 "
+                "scale loses its precision. Use dynamic-int8 (int8 weights, float states) "
+                "instead.")
+    else:
+        content, spec = convert_step(model, quantization, window=window)
+    os.makedirs(directory, exist_ok=True)
+    tokenizer_lib.write(vectorizer, directory)
+    with open(os.path.join(directory, TFLITE_FILE), "wb") as f:
+        f.write(content)
+    config = model.get_config()
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model_file": TFLITE_FILE,
+        "signature": SIGNATURE,
+        "inputs": [{"name": "token_ids", "shape": [spec[0][1][0]], "dtype": "int32"}]
+        + [{"name": n, "shape": list(s), "dtype": d} for n, s, d in spec],
+        "outputs": [{"name": "logits", "shape": [spec[0][1][0], model.vocab_size],
+                     "dtype": "float32"}]
+        + [{"name": n, "shape": list(s), "dtype": d} for n, s, d in spec],
+        "states": [n for n, _, _ in spec],
+        "quantization": quantization,
+        "bytes": len(content),
+        "ops": ops_of(content),
+        "model_class": type(model).__name__,
+        "model_config": {k: v for k, v in config.items() if isinstance(v, (int, float, str,
+                                                                            bool, type(None)))},
+        "parameters": int(model.count_params()),
+        "vocab_size": int(model.vocab_size),
+        "max_prompt_tokens": int(max_prompt_tokens),
+        "max_positions": int(getattr(model, "max_length", 0)) or None,
+        "attention_window": (int(window) if getattr(model, "attention_type", None) else None),
+        "top_k": int(top_k),
+        "never_suggest_ids": [0, 1],
+        "int8_check": check,
+    }
+    tmp = os.path.join(directory, MANIFEST_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(tmp, os.path.join(directory, MANIFEST_FILE))  # the manifest comes last
+    return manifest
