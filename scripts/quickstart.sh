@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end, on the embedded default corpus (works offline):
-# install -> train (a few minutes on 2 CPU cores) -> export -> serve -> REST :predict -> stop.
+# install -> train (a few minutes on 2 CPU cores) -> export (SavedModel + LiteRT) -> serve ->
+# REST :predict -> the same prompt through the LiteRT runner -> stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -17,8 +18,9 @@ RUN=runs/quickstart
     --num-layers 1 --max-vocab 6000 --epochs 4 --batch-size 32 --bptt 35 \
     --learning-rate 3e-3 --dropout 0.1 --time-budget-minutes 4
 
-echo "== export to saved_models/nwp/<version>/"
-"$VENV/bin/nwp-export" --run "$RUN" --model_base_path saved_models --model_name nwp
+echo "== export to saved_models/nwp/<version>/: SavedModel + LiteRT bundle (model.tflite)"
+EXPORTED=$("$VENV/bin/nwp-export" --run "$RUN" --model_base_path saved_models --model_name nwp \
+    --litert | tee /dev/stderr | sed -n 's/^exported \([^ ]*\).*/\1/p')
 
 PORT=${PORT:-$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 echo "== serve on http://127.0.0.1:$PORT (TF Serving REST API)"
@@ -29,6 +31,9 @@ trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EX
 echo "== POST /v1/models/nwp:predict: top-5 next words"
 "$VENV/bin/nwp-client" --rest_api_port "$PORT" --model_name nwp --wait 120 \
     "the value of the" "a function" "if the" "this is"
+
+echo "== the same version on the phone road: LiteRT runner (ai_edge_litert + NumPy, no TensorFlow)"
+"$VENV/bin/nwp-litert" "$EXPORTED" "the value of the"
 
 "$VENV/bin/python" - "$RUN/metrics.json" <<'PY'
 import json, sys
