@@ -50,7 +50,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 from urllib.parse import quote
 
