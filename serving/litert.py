@@ -28,6 +28,7 @@ prompt asks for the first word of a line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -222,10 +223,27 @@ def build_parser():
     return p
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence what the LiteRT C++ runtime writes to file descriptor 2 while loading ("INFO:
+    Created TensorFlow Lite XNNPACK delegate for CPU."); Python exceptions still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        predictor = LiteRTPredictor.load(args.bundle, num_threads=args.threads)
+        with _quiet_native_stderr():
+            predictor = LiteRTPredictor.load(args.bundle, num_threads=args.threads)
+            predictor.suggest("")  # the delegate is created at the first invocation
     except BundleError as err:
         print(f"nwp-litert: error: {err}", file=sys.stderr)
         return 2
@@ -242,8 +260,9 @@ def main(argv=None):
                               "probabilities": [round(p, 6) for _, p in words],
                               "milliseconds": round(ms, 3)}))
         else:
-            shown = "  ".join(f"{w} {p:.3f}" for w, p in words)
-            print(f"{prompt!r} -> {shown}   ({predictor.position} steps, {ms:.1f} ms)")
+            shown = ", ".join(f"{w} ({p:.4f})" for w, p in words)
+            print(f"{prompt!r} -> {shown}   [LiteRT {predictor.manifest['quantization']}, "
+                  f"{predictor.position} steps, {ms:.1f} ms]")
     return 0
 
 
