@@ -44,6 +44,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -152,7 +153,9 @@ def convert_step(model, quantization=DEFAULT_QUANTIZATION, representative_ids=No
             converter.representative_dataset = lambda: iter(steps)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         try:
-            content = converter.convert()
+            with warnings.catch_warnings():  # int8 calibration runs TF's deprecated Interpreter
+                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+                content = converter.convert()
         except Exception as err:  # noqa: BLE001  the converter raises several types
             ops = _unsupported_ops(str(err))
             if not ops:
