@@ -11,6 +11,15 @@ bias``, with the matching Keras cell's shapes and gate order, so
 ``set_weights(builtin_cell.get_weights())`` copies across in both directions. In the seed's
 column notation, ``kernel = W_xh^T`` and ``recurrent_kernel = W_hh^T``.
 
+Constructor contract: each cell takes every argument of its Keras 3.15 counterpart
+(``SimpleRNNCell``, ``LSTMCell``, ``GRUCell``; ``CIFGCell`` takes ``LSTMCell``'s) with Keras's
+meaning: ``use_bias``, ``activation``/``recurrent_activation``, the three initializers,
+regularizers (in ``layer.losses``) and constraints (applied after each optimizer update),
+``reset_after`` (GRU), ``implementation`` (accepted and serialised, changes nothing), and
+``get_config``/``from_config`` round-trip all of them. Like Keras, rates are clipped into
+[0, 1], integer-like ``units`` (``np.int64``) are accepted, and a single-state cell given a
+bare-tensor state returns a bare tensor.
+
 Dropout (Gal & Ghahramani 2016): ``dropout`` on the input ``x_t`` and ``recurrent_dropout``
 on ``h_{t-1}``, with **one mask per sequence**, drawn before the time loop and reused at every
 step. All gates share the input mask and all gates share the recurrent mask (the "tied"
@@ -276,7 +285,9 @@ class LSTMCell(_LSTMLike):
 
     The gate order along the last weight axis is i, f, c (``g``), o, the same as
     ``keras.layers.LSTMCell`` and cuDNN, so ``set_weights`` works across both ways. It takes
-    every argument of ``keras.layers.LSTMCell`` (Keras 3.15) with its meaning.
+    every argument of ``keras.layers.LSTMCell`` (Keras 3.15) with its meaning; positionally
+    only ``units, activation, recurrent_activation, use_bias`` (Keras's first four), the rest
+    by keyword.
 
     Args:
         units: positive int (integer-like accepted), the size of ``h_t`` and ``c_t``.
@@ -368,7 +379,7 @@ class GRUCell(_LSTMLike):
 
     Both lay their weights out as ``keras.layers.GRUCell`` with the same ``reset_after``, so
     ``set_weights`` copies across. It takes every argument of ``keras.layers.GRUCell``
-    (Keras 3.15) with its meaning.
+    (Keras 3.15) with its meaning; positionally only its first four, as :class:`LSTMCell`.
 
     Args:
         units: positive int (integer-like accepted), size of ``h_t``.

@@ -79,16 +79,23 @@ def _x(batch=3, time=6, dim=5, seed=1):
 
 @pytest.mark.parametrize("cls", ZOO_CELLS)
 def test_every_keras_constructor_argument_is_a_zoo_argument(cls):
-    keras_params = set(inspect.signature(KERAS_OF[cls].__init__).parameters) - {"self"}
-    ours = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    # The zoo's subclasses pass most arguments down by keyword; ask a real construction.
-    defaults = {name: p.default for name, p in
-                inspect.signature(KERAS_OF[cls].__init__).parameters.items()
+    """Build the zoo cell with every keyword of the Keras cell's signature (at Keras's
+    defaults); each must be accepted and come back in get_config()."""
+    params = inspect.signature(KERAS_OF[cls].__init__).parameters
+    defaults = {name: p.default for name, p in params.items()
                 if p.default is not inspect.Parameter.empty}
-    cell = cls(4, **defaults)
-    for name in keras_params - {"units", "kwargs"}:
-        assert name in cell.get_config(), name
-    assert "units" in ours
+    config = cls(4, **defaults).get_config()
+    assert set(defaults) <= set(config)
+    assert set(params) - {"self", "kwargs"} <= set(config)
+
+
+@pytest.mark.parametrize("cls, args", [(RNNCell, (4, "relu", False)),
+                                       (LSTMCell, (4, "relu", "hard_sigmoid", False)),
+                                       (GRUCell, (4, "relu", "hard_sigmoid", False))])
+def test_leading_positional_arguments_mean_what_they_mean_in_keras(cls, args):
+    ours, theirs = cls(*args).get_config(), KERAS_OF[cls](*args).get_config()
+    for key in ("units", "activation", "recurrent_activation", "use_bias"):
+        assert ours.get(key) == theirs.get(key), key
 
 
 @pytest.mark.parametrize("cls", ZOO_CELLS)
