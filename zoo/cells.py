@@ -11,6 +11,15 @@ bias``, with the matching Keras cell's shapes and gate order, so
 ``set_weights(builtin_cell.get_weights())`` copies across in both directions. In the seed's
 column notation, ``kernel = W_xh^T`` and ``recurrent_kernel = W_hh^T``.
 
+Constructor contract: each cell takes every argument of its Keras 3.15 counterpart
+(``SimpleRNNCell``, ``LSTMCell``, ``GRUCell``; ``CIFGCell`` takes ``LSTMCell``'s) with Keras's
+meaning: ``use_bias``, ``activation``/``recurrent_activation``, the three initializers,
+regularizers (in ``layer.losses``) and constraints (applied after each optimizer update),
+``reset_after`` (GRU), ``implementation`` (accepted and serialised, changes nothing), and
+``get_config``/``from_config`` round-trip all of them. Like Keras, rates are clipped into
+[0, 1], integer-like ``units`` (``np.int64``) are accepted, and a single-state cell given a
+bare-tensor state returns a bare tensor.
+
 Dropout (Gal & Ghahramani 2016): ``dropout`` on the input ``x_t`` and ``recurrent_dropout``
 on ``h_{t-1}``, with **one mask per sequence**, drawn before the time loop and reused at every
 step. All gates share the input mask and all gates share the recurrent mask (the "tied"
@@ -21,6 +30,8 @@ masks outside its loop), pinned with keras 3.15.
 """
 
 from __future__ import annotations
+
+import numbers
 
 import keras
 from keras import ops
@@ -44,31 +55,54 @@ def _check_step_input(cell_name, inputs, states, expected_states, units):
                              f"{tuple(state.shape)}.")
 
 
-def _check_rate(name, value):
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
-    return float(value)
+def _clip_rate(value):
+    """A dropout rate clipped into [0, 1], as Keras's cells do (-0.5 -> 0.0, 1.5 -> 1.0)."""
+    return min(1.0, max(0.0, float(value)))
+
+
+def _check_units(cell_name, units):
+    """``units`` as a Python int; integer-like values (``np.int64(4)``) are accepted."""
+    if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
+        raise ValueError(f"{cell_name} units must be a positive int, got {units!r}.")
+    return int(units)
 
 
 class _GatedCell(DropoutRNNCell, keras.layers.Layer):
-    """Shared machinery: ``gates`` blocks of ``units`` columns per weight matrix."""
+    """Shared machinery: ``gates`` blocks of ``units`` columns per weight matrix.
+
+    Takes the arguments every Keras cell takes (see :class:`RNNCell`); the subclasses add
+    their own (``recurrent_activation``, ``unit_forget_bias``, ``reset_after``,
+    ``implementation``).
+    """
 
     gates = 1
     num_states = 1
+    # Keras's LSTMCell and GRUCell only drop when 0 < rate < 1 (a rate of exactly 1.0 drops
+    # nothing), SimpleRNNCell whenever rate > 0 (1.0 drops everything); the zoo matches each.
+    full_rate_drops_all = False
 
-    def __init__(self, units, kernel_initializer="glorot_uniform",
-                 recurrent_initializer="orthogonal", bias_initializer="zeros", dropout=0.0,
-                 recurrent_dropout=0.0, seed=None, **kwargs):
-        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-            raise ValueError(f"{type(self).__name__} units must be a positive int, got "
-                             f"{units!r}.")
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 **kwargs):
+        units = _check_units(type(self).__name__, units)
         super().__init__(**kwargs)
         self.units = units
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.dropout = _check_rate("dropout", dropout)
-        self.recurrent_dropout = _check_rate("recurrent_dropout", recurrent_dropout)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.dropout = _clip_rate(dropout)
+        self.recurrent_dropout = _clip_rate(recurrent_dropout)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.state_size = units if self.num_states == 1 else [units] * self.num_states
@@ -80,13 +114,21 @@ class _GatedCell(DropoutRNNCell, keras.layers.Layer):
                 f"{type(self).__name__} expects one time step of shape (batch, features) "
                 f"with a known feature size, got {tuple(input_shape)}.")
         width = self.gates * self.units
-        self.kernel = self.add_weight(shape=(int(input_shape[-1]), width),
-                                      initializer=self.kernel_initializer, name="kernel")
+        self.kernel = self.add_weight(shape=(int(input_shape[-1]), width), name="kernel",
+                                      initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         self.recurrent_kernel = self.add_weight(shape=(self.units, width),
+                                                name="recurrent_kernel",
                                                 initializer=self.recurrent_initializer,
-                                                name="recurrent_kernel")
-        self.bias = self.add_weight(shape=self._bias_shape(), initializer=self._bias_init(),
-                                    name="bias")
+                                                regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(shape=self._bias_shape(), name="bias",
+                                        initializer=self._bias_init(),
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
 
     def _bias_shape(self):
         return (self.gates * self.units,)
@@ -94,15 +136,21 @@ class _GatedCell(DropoutRNNCell, keras.layers.Layer):
     def _bias_init(self):
         return self.bias_initializer
 
+    @staticmethod
+    def _plus(z, bias):
+        """``z + bias``, or ``z`` when the cell has no bias (``use_bias=False``)."""
+        return z if bias is None else z + bias
+
+    def _drops(self, rate):
+        return rate > 0.0 and (rate < 1.0 or self.full_rate_drops_all)
+
     def _masked(self, inputs, h_prev, training):
         """Apply the per-sequence dropout masks (training only)."""
         if training:
-            mask = self.get_dropout_mask(inputs)
-            if mask is not None:
-                inputs = inputs * mask
-            rec_mask = self.get_recurrent_dropout_mask(h_prev)
-            if rec_mask is not None:
-                h_prev = h_prev * rec_mask
+            if self._drops(self.dropout):
+                inputs = inputs * self.get_dropout_mask(inputs)
+            if self._drops(self.recurrent_dropout):
+                h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
         return inputs, h_prev
 
     def _states(self, inputs, states):
@@ -116,17 +164,60 @@ class _GatedCell(DropoutRNNCell, keras.layers.Layer):
                 for _ in range(self.num_states)]
 
     def get_config(self):
+        reg, con = keras.regularizers.serialize, keras.constraints.serialize
         config = super().get_config()
         config.update(
             units=self.units,
+            activation=keras.activations.serialize(self.activation),
+            use_bias=self.use_bias,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             recurrent_initializer=keras.initializers.serialize(self.recurrent_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            kernel_regularizer=reg(self.kernel_regularizer),
+            recurrent_regularizer=reg(self.recurrent_regularizer),
+            bias_regularizer=reg(self.bias_regularizer),
+            kernel_constraint=con(self.kernel_constraint),
+            recurrent_constraint=con(self.recurrent_constraint),
+            bias_constraint=con(self.bias_constraint),
             dropout=self.dropout,
             recurrent_dropout=self.recurrent_dropout,
             seed=self.seed,
         )
         return config
+
+
+class _LSTMLike(_GatedCell):
+    """What Keras's LSTMCell and GRUCell add: ``recurrent_activation`` and the
+    ``implementation`` flag (accepted, stored and serialised; it changes nothing here).
+
+    Positional arguments follow Keras's order up to ``use_bias`` (``units, activation,
+    recurrent_activation, use_bias``); the rest are keyword-only.
+    """
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 use_bias=True, *, implementation=2, **kwargs):
+        super().__init__(units, activation=activation, use_bias=use_bias, **kwargs)
+        self.recurrent_activation = keras.activations.get(recurrent_activation)
+        self.implementation = implementation
+
+    def get_config(self):
+        config = super().get_config()
+        config["recurrent_activation"] = keras.activations.serialize(self.recurrent_activation)
+        config["implementation"] = self.implementation
+        return config
+
+
+_COMMON_ARGS = """
+        use_bias: bool, default True; False builds no ``bias`` weight (the weight list is
+            then ``[kernel, recurrent_kernel]``, as in Keras) and adds no bias.
+        kernel_initializer, recurrent_initializer, bias_initializer: Keras initializers
+            (defaults ``"glorot_uniform"``, ``"orthogonal"``, ``"zeros"``).
+        kernel_regularizer, recurrent_regularizer, bias_regularizer: Keras regularizers
+            or None; their penalties appear in ``layer.losses`` / ``model.losses``.
+        kernel_constraint, recurrent_constraint, bias_constraint: Keras constraints or
+            None, applied to the weight after each optimizer update.
+        dropout, recurrent_dropout: floats, clipped into [0, 1] as Keras does; rates on
+            ``x_t`` and ``h_{t-1}``, one mask per sequence shared by all gates."""
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -136,80 +227,79 @@ class RNNCell(_GatedCell):
         h_t = act(x_t W_xh + h_{t-1} W_hh + b)        (the seed: h_t = tanh(W_hh h_{t-1} + W_xh x_t))
 
     Weights as ``keras.layers.SimpleRNNCell``: ``kernel (input_dim, units)``,
-    ``recurrent_kernel (units, units)``, ``bias (units,)``.
+    ``recurrent_kernel (units, units)``, ``bias (units,)`` (absent with ``use_bias=False``).
+    It takes every argument of ``keras.layers.SimpleRNNCell`` (Keras 3.15) with its meaning.
 
     The IRNN recipe (Le, Jaitly & Hinton 2015) is ``RNNCell(units, activation="relu",
     recurrent_initializer="identity")``: ReLU units, ``W_hh = I``, zero bias.
 
     Args:
-        units: positive int, size of ``h_t``.
-        activation: ``"tanh"`` (default) or ``"relu"`` (any Keras activation is accepted).
-        kernel_initializer, recurrent_initializer, bias_initializer: Keras initializers
-            (defaults glorot_uniform, orthogonal, zeros; ``"identity"`` for the IRNN).
-        dropout, recurrent_dropout: rates in [0, 1) on ``x_t`` and ``h_{t-1}``, one mask per
-            sequence.
+        units: positive int (integer-like values such as ``np.int64(4)`` are accepted and
+            stored as int), size of ``h_t``.
+        activation: ``"tanh"`` (default) or ``"relu"`` (any Keras activation; None is
+            linear).{common}
+            As in ``SimpleRNNCell``, a rate of 1.0 drops every unit.
         seed: int seed of the dropout masks.
+        **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
 
     Call arguments:
-        inputs: float ``(batch, input_dim)``; states: ``[h_{t-1}]`` ``(batch, units)``;
-        training: bool, enables dropout.
+        inputs: float ``(batch, input_dim)``; states: ``[h_{t-1}]`` ``(batch, units)``, or
+        the bare tensor ``h_{t-1}``; training: bool, enables dropout.
 
     Returns:
-        ``(h_t, [h_t])``, each ``(batch, units)``.
+        ``(h_t, [h_t])``, each ``(batch, units)``; ``(h_t, h_t)`` when ``states`` was a bare
+        tensor, as Keras's cell returns.
 
     Raises:
-        ValueError: bad ``units`` or rates, an input that is not rank 2, a state of the
-            wrong shape.
+        ValueError: ``units`` is not a positive integer, an input that is not rank 2, a
+            state of the wrong shape.
 
     Example:
         >>> keras.layers.RNN(RNNCell(8, activation="relu",
         ...                          recurrent_initializer="identity"))(np.ones((2, 5, 3)))
     """
 
-    def __init__(self, units, activation="tanh", **kwargs):
-        super().__init__(units, **kwargs)
-        self.activation = keras.activations.get(activation)
+    full_rate_drops_all = True
 
     def call(self, inputs, states, training=None):
         (h_prev,) = self._states(inputs, states)
         inputs, h_prev = self._masked(inputs, h_prev, training)
-        h = self.activation(ops.matmul(inputs, self.kernel) + self.bias
+        h = self.activation(self._plus(ops.matmul(inputs, self.kernel), self.bias)
                             + ops.matmul(h_prev, self.recurrent_kernel))
-        return h, [h]
-
-    def get_config(self):
-        config = super().get_config()
-        config["activation"] = keras.activations.serialize(self.activation)
-        return config
+        return h, ([h] if isinstance(states, (list, tuple)) else h)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class LSTMCell(_GatedCell):
+class LSTMCell(_LSTMLike):
     """Long short-term memory cell (Hochreiter & Schmidhuber 1997, with the forget gate of
     Gers, Schmidhuber & Cummins 2000), one time step per call.
 
-    Equations, with row vectors and ``sigma`` the logistic sigmoid::
+    Equations, with row vectors, ``rho`` the recurrent activation (default the logistic
+    sigmoid) and ``act`` the activation (default tanh)::
 
         z_t = x_t W + h_{t-1} U + b            W: (input_dim, 4*units)
         i_t, f_t, g_t, o_t = split(z_t, 4)      U: (units, 4*units), b: (4*units,)
-        i_t = sigma(i_t); f_t = sigma(f_t); o_t = sigma(o_t); g_t = tanh(g_t)
+        i_t = rho(i_t); f_t = rho(f_t); o_t = rho(o_t); g_t = act(g_t)
         c_t = f_t * c_{t-1} + i_t * g_t
-        h_t = o_t * tanh(c_t)
+        h_t = o_t * act(c_t)
 
     The gate order along the last weight axis is i, f, c (``g``), o, the same as
-    ``keras.layers.LSTMCell`` and cuDNN, so ``set_weights`` works across both ways.
+    ``keras.layers.LSTMCell`` and cuDNN, so ``set_weights`` works across both ways. It takes
+    every argument of ``keras.layers.LSTMCell`` (Keras 3.15) with its meaning; positionally
+    only ``units, activation, recurrent_activation, use_bias`` (Keras's first four), the rest
+    by keyword.
 
     Args:
-        units: positive int, the size of ``h_t`` and ``c_t``.
-        kernel_initializer: initializer of ``kernel`` (``W``), default ``"glorot_uniform"``.
-        recurrent_initializer: initializer of ``recurrent_kernel`` (``U``), default
-            ``"orthogonal"``.
-        bias_initializer: initializer of ``bias``, default ``"zeros"``.
+        units: positive int (integer-like accepted), the size of ``h_t`` and ``c_t``.
+        activation: ``act``, default ``"tanh"`` (None is linear).
+        recurrent_activation: ``rho`` of the gates, default ``"sigmoid"``.{common}
+            As in Keras's ``LSTMCell``, a rate of exactly 1.0 drops nothing.
         unit_forget_bias: if True (default, as in Keras; Jozefowicz et al. 2015), the forget
-            gate slice ``bias[units:2*units]`` starts at exactly 1.0.
-        dropout, recurrent_dropout: rates in [0, 1) on ``x_t`` and ``h_{t-1}``, one mask per
-            sequence.
+            gate slice ``bias[units:2*units]`` starts at exactly 1.0 (with a bias).
         seed: int seed of the dropout masks.
+        implementation: 1 or 2 (or a legacy 0 from an old Keras config). Accepted, stored
+            and serialised for Keras compatibility; it changes nothing (one fused matmul per
+            weight matrix either way).
         **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -221,8 +311,8 @@ class LSTMCell(_GatedCell):
         ``(h_t, [h_t, c_t])``, each ``(batch, units)``.
 
     Raises:
-        ValueError: ``units`` is not a positive int; a rate outside [0, 1); the input is not
-            rank 2; the states are not two ``(batch, units)`` tensors.
+        ValueError: ``units`` is not a positive integer; the input is not rank 2; the
+            states are not two ``(batch, units)`` tensors.
 
     Example:
         >>> layer = keras.layers.RNN(LSTMCell(8), return_sequences=True)
@@ -233,8 +323,8 @@ class LSTMCell(_GatedCell):
     gates = 4
     num_states = 2
 
-    def __init__(self, units, unit_forget_bias=True, **kwargs):
-        super().__init__(units, **kwargs)
+    def __init__(self, units, *args, unit_forget_bias=True, **kwargs):
+        super().__init__(units, *args, **kwargs)
         self.unit_forget_bias = unit_forget_bias
 
     def _bias_init(self):
@@ -251,10 +341,11 @@ class LSTMCell(_GatedCell):
         h_prev, c_prev = self._states(inputs, states)
         inputs, h_in = self._masked(inputs, h_prev, training)
         z = ops.matmul(inputs, self.kernel) + ops.matmul(h_in, self.recurrent_kernel)
-        z = z + self.bias
+        z = self._plus(z, self.bias)
         i, f, g, o = ops.split(z, 4, axis=-1)
-        c = ops.sigmoid(f) * c_prev + ops.sigmoid(i) * ops.tanh(g)
-        h = ops.sigmoid(o) * ops.tanh(c)
+        rho, act = self.recurrent_activation, self.activation
+        c = rho(f) * c_prev + rho(i) * act(g)
+        h = rho(o) * act(c)
         return h, [h, c]
 
     def get_config(self):
@@ -264,30 +355,48 @@ class LSTMCell(_GatedCell):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class GRUCell(_GatedCell):
-    """Gated recurrent unit (Cho et al. 2014), the ``reset_after`` form that Keras and cuDNN
-    use, one time step per call::
+class GRUCell(_LSTMLike):
+    """Gated recurrent unit (Cho et al. 2014), one time step per call, in either of Keras's
+    two forms. ``rho`` is the recurrent activation (default sigmoid), ``act`` the activation
+    (default tanh); gate order z, r, h along the last weight axis.
+
+    ``reset_after=True`` (default; Keras's default and cuDNN's form), ``bias (2, 3*units)`` =
+    ``[b_in; b_rec]``::
 
         x_z, x_r, x_h = split(x_t W + b_in, 3)          W: (input_dim, 3*units)
         u_z, u_r, u_h = split(h_{t-1} U + b_rec, 3)     U: (units, 3*units)
-        z_t = sigma(x_z + u_z);  r_t = sigma(x_r + u_r)
-        hh_t = tanh(x_h + r_t * u_h)                    (reset applied after the product)
+        z_t = rho(x_z + u_z);  r_t = rho(x_r + u_r)
+        hh_t = act(x_h + r_t * u_h)                     (reset applied after the product)
         h_t = z_t * h_{t-1} + (1 - z_t) * hh_t
 
-    Gate order z, r, h along the last weight axis and ``bias (2, 3*units)`` =
-    ``[b_in; b_rec]``, as ``keras.layers.GRUCell(reset_after=True)``.
+    ``reset_after=False`` (the original form of Cho et al. 2014), ``bias (3*units,)``::
+
+        x_z, x_r, x_h = split(x_t W + b, 3)
+        u_z, u_r = split(h_{t-1} U[:, :2*units], 2)
+        z_t = rho(x_z + u_z);  r_t = rho(x_r + u_r)
+        hh_t = act(x_h + (r_t * h_{t-1}) U[:, 2*units:])   (reset applied before the product)
+        h_t = z_t * h_{t-1} + (1 - z_t) * hh_t
+
+    Both lay their weights out as ``keras.layers.GRUCell`` with the same ``reset_after``, so
+    ``set_weights`` copies across. It takes every argument of ``keras.layers.GRUCell``
+    (Keras 3.15) with its meaning; positionally only its first four, as :class:`LSTMCell`.
 
     Args:
-        units: positive int, size of ``h_t``.
-        kernel_initializer, recurrent_initializer, bias_initializer: Keras initializers.
-        dropout, recurrent_dropout, seed: as :class:`RNNCell`.
+        units: positive int (integer-like accepted), size of ``h_t``.
+        activation: ``act``, default ``"tanh"`` (None is linear).
+        recurrent_activation: ``rho`` of the gates, default ``"sigmoid"``.{common}
+            As in Keras's ``GRUCell``, a rate of exactly 1.0 drops nothing.
+        reset_after: bool, default True; see above.
+        seed: int seed of the dropout masks.
+        implementation: as :class:`LSTMCell`: accepted, changes nothing.
+        **kwargs: passed to ``keras.layers.Layer``.
 
     Call arguments:
-        inputs: float ``(batch, input_dim)``; states: ``[h_{t-1}]`` ``(batch, units)``;
-        training: bool.
+        inputs: float ``(batch, input_dim)``; states: ``[h_{t-1}]`` ``(batch, units)``, or
+        the bare tensor ``h_{t-1}``; training: bool.
 
     Returns:
-        ``(h_t, [h_t])``, each ``(batch, units)``.
+        ``(h_t, [h_t])``, each ``(batch, units)``; ``(h_t, h_t)`` for a bare-tensor state.
 
     Raises:
         ValueError: as :class:`RNNCell`.
@@ -295,45 +404,68 @@ class GRUCell(_GatedCell):
 
     gates = 3
 
+    def __init__(self, units, *args, reset_after=True, **kwargs):
+        super().__init__(units, *args, **kwargs)
+        self.reset_after = bool(reset_after)
+
     def _bias_shape(self):
-        return (2, 3 * self.units)
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
     def call(self, inputs, states, training=None):
         (h_prev,) = self._states(inputs, states)
         inputs, h_in = self._masked(inputs, h_prev, training)
-        x_z, x_r, x_h = ops.split(ops.matmul(inputs, self.kernel) + self.bias[0], 3, axis=-1)
-        u_z, u_r, u_h = ops.split(ops.matmul(h_in, self.recurrent_kernel) + self.bias[1], 3,
+        rho, act, units = self.recurrent_activation, self.activation, self.units
+        b_in, b_rec = (None, None) if self.bias is None else (
+            (self.bias[0], self.bias[1]) if self.reset_after else (self.bias, None))
+        x_z, x_r, x_h = ops.split(self._plus(ops.matmul(inputs, self.kernel), b_in), 3,
                                   axis=-1)
-        z = ops.sigmoid(x_z + u_z)
-        r = ops.sigmoid(x_r + u_r)
-        hh = ops.tanh(x_h + r * u_h)
+        if self.reset_after:
+            u_z, u_r, u_h = ops.split(
+                self._plus(ops.matmul(h_in, self.recurrent_kernel), b_rec), 3, axis=-1)
+            z = rho(x_z + u_z)
+            r = rho(x_r + u_r)
+            hh = act(x_h + r * u_h)
+        else:
+            u_z, u_r = ops.split(ops.matmul(h_in, self.recurrent_kernel[:, :2 * units]), 2,
+                                 axis=-1)
+            z = rho(x_z + u_z)
+            r = rho(x_r + u_r)
+            hh = act(x_h + ops.matmul(r * h_in, self.recurrent_kernel[:, 2 * units:]))
         h = z * h_prev + (1.0 - z) * hh
-        return h, [h]
+        return h, ([h] if isinstance(states, (list, tuple)) else h)
+
+    def get_config(self):
+        config = super().get_config()
+        config["reset_after"] = self.reset_after
+        return config
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class CIFGCell(_GatedCell):
+class CIFGCell(_LSTMLike):
     """LSTM with a coupled input and forget gate (CIFG; Greff et al. 2017, "LSTM: A Search
     Space Odyssey", variant CIFG), the cell of Gboard's next-word model (Hard et al. 2018),
-    one time step per call::
+    one time step per call (``rho`` default sigmoid, ``act`` default tanh)::
 
         z_t = x_t W + h_{t-1} U + b            W: (input_dim, 3*units)
         i_t, g_t, o_t = split(z_t, 3)           U: (units, 3*units), b: (3*units,)
-        i_t = sigma(i_t); g_t = tanh(g_t); o_t = sigma(o_t)
+        i_t = rho(i_t); g_t = act(g_t); o_t = rho(o_t)
         f_t = 1 - i_t                           (the coupling: no forget-gate weights)
         c_t = f_t * c_{t-1} + i_t * g_t
-        h_t = o_t * tanh(c_t)
+        h_t = o_t * act(c_t)
 
     It has three quarters of an LSTM's weights and, in Greff et al.'s study, the same
-    quality. Gate order along the last weight axis: i, c (``g``), o.
+    quality. Gate order along the last weight axis: i, c (``g``), o. It takes the same
+    arguments as :class:`LSTMCell`.
 
     Args:
-        units: positive int, the size of ``h_t`` and ``c_t``.
-        kernel_initializer, recurrent_initializer, bias_initializer: Keras initializers.
+        units: positive int (integer-like accepted), the size of ``h_t`` and ``c_t``.
+        activation, recurrent_activation: ``act`` and ``rho``, as :class:`LSTMCell`.{common}
+            As :class:`LSTMCell`, a rate of exactly 1.0 drops nothing.
         unit_forget_bias: if True (default), the input-gate bias ``bias[:units]`` starts at
             -1.0, so ``f_t = 1 - sigma(-1) = sigma(1)``: the same start as an LSTM's forget
             gate with Keras's ``unit_forget_bias`` (Jozefowicz et al. 2015).
-        dropout, recurrent_dropout, seed: as :class:`LSTMCell`.
+        seed: int seed of the dropout masks.
+        implementation: as :class:`LSTMCell`: accepted, changes nothing.
         **kwargs: passed to ``keras.layers.Layer``.
 
     Call arguments:
@@ -355,8 +487,8 @@ class CIFGCell(_GatedCell):
     gates = 3
     num_states = 2
 
-    def __init__(self, units, unit_forget_bias=True, **kwargs):
-        super().__init__(units, **kwargs)
+    def __init__(self, units, *args, unit_forget_bias=True, **kwargs):
+        super().__init__(units, *args, **kwargs)
         self.unit_forget_bias = unit_forget_bias
 
     def _bias_init(self):
@@ -373,14 +505,20 @@ class CIFGCell(_GatedCell):
         h_prev, c_prev = self._states(inputs, states)
         inputs, h_in = self._masked(inputs, h_prev, training)
         z = ops.matmul(inputs, self.kernel) + ops.matmul(h_in, self.recurrent_kernel)
-        z = z + self.bias
+        z = self._plus(z, self.bias)
         i, g, o = ops.split(z, 3, axis=-1)
-        i = ops.sigmoid(i)
-        c = (1.0 - i) * c_prev + i * ops.tanh(g)
-        h = ops.sigmoid(o) * ops.tanh(c)
+        rho, act = self.recurrent_activation, self.activation
+        i = rho(i)
+        c = (1.0 - i) * c_prev + i * act(g)
+        h = rho(o) * act(c)
         return h, [h, c]
 
     def get_config(self):
         config = super().get_config()
         config["unit_forget_bias"] = self.unit_forget_bias
         return config
+
+
+for _cell in (RNNCell, LSTMCell, GRUCell, CIFGCell):
+    _cell.__doc__ = _cell.__doc__.replace("{common}", _COMMON_ARGS)
+del _cell

@@ -56,7 +56,8 @@ class RecurrentLanguageModel(LanguageModel):
         recurrent_initializer: of every cell (``"identity"`` for the IRNN); None keeps the
             cell's default (orthogonal). Initializer objects are stored serialised.
         init_scale: if set, weights start uniform in ``[-init_scale, init_scale]``.
-        recurrent_dropout: per-sequence dropout on ``h_{t-1}`` inside the cells.
+        recurrent_dropout: per-sequence dropout on ``h_{t-1}`` inside the cells, in [0, 1)
+            (the model refuses what the cells, like Keras's, would clip).
         stateful: carry every layer's final state into the next batch (truncated BPTT over
             contiguous streams; ``training.data.stream_dataset``). The batch size is then
             fixed by the first call; ``reset_states()`` zeros the states. The attention memory
@@ -104,6 +105,8 @@ class RecurrentLanguageModel(LanguageModel):
                 raise ValueError(f"{label} must be a positive int, got {value!r}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        if not 0.0 <= recurrent_dropout < 1.0:  # the cells clip like Keras; the model refuses
+            raise ValueError(f"recurrent_dropout must be in [0, 1), got {recurrent_dropout!r}.")
         if init_scale is not None and not init_scale > 0:
             raise ValueError(f"init_scale must be > 0 or None, got {init_scale!r}.")
         if recurrent_initializer is not None and not isinstance(recurrent_initializer, str):

@@ -181,12 +181,12 @@ def test_bad_units(units):
         LSTMCell(units)
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.0])
-def test_bad_dropout_rates(rate):
-    with pytest.raises(ValueError, match="dropout"):
-        GRUCell(4, dropout=rate)
-    with pytest.raises(ValueError, match="recurrent_dropout"):
-        RNNCell(4, recurrent_dropout=rate)
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_out_of_range_dropout_rates_are_clipped_as_keras_clips_them(rate):
+    ours = GRUCell(4, dropout=rate, recurrent_dropout=rate)
+    theirs = keras.layers.GRUCell(4, dropout=rate, recurrent_dropout=rate)
+    assert (ours.dropout, ours.recurrent_dropout) == (theirs.dropout, theirs.recurrent_dropout)
+    assert ours.dropout in (0.0, 1.0)
 
 
 def test_wrong_input_rank_names_the_expected_shape():

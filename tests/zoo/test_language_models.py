@@ -125,6 +125,8 @@ def test_attention_reads_only_the_past():
     ({"cell": "tree"}, "cell"),
     ({"attention": "cosine"}, "attention"),
     ({"embedding": "hashed"}, "embedding"),
+    ({"recurrent_dropout": 1.0}, "recurrent_dropout"),
+    ({"recurrent_dropout": -0.1}, "recurrent_dropout"),
 ])
 def test_bad_recurrent_model_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
