@@ -264,3 +264,22 @@ def test_export_cli_errors_are_one_line(tiny_run, tmp_path):
                    "--litert", "--litert_quantization", "int4", check=False)
     assert proc.returncode == 2 and "invalid choice: 'int4'" in proc.stderr
     assert not (tmp_path / "nwp").exists() or not any((tmp_path / "nwp").iterdir())
+
+
+def test_a_tied_table_is_stored_once_in_dynamic_int8():
+    """The converter writes a tied embedding twice (lookup and output layer); the export
+    keeps one int8 copy: the file stays near one byte per parameter and the answers stay
+    those of float32."""
+    keras.utils.set_random_seed(4)
+    model = get_model("keyboard", 3000, units=32)  # table 3000 x 96: most of the weights
+    model.build((None, 1))
+    content, spec = convert_step(model, "dynamic-int8")
+    reference, _ = convert_step(model, "float32")
+    table = 3000 * 96
+    assert model.count_params() <= len(content) < model.count_params() + table // 2
+    ids = np.random.default_rng(3).integers(2, 3000, 60)
+    ppl_f, ppl_q, overlap = litert_export.compare_quantized(reference, content, spec, ids)
+    assert abs(ppl_q / ppl_f - 1) < 0.01 and overlap >= 0.9
+    untied = _small("lstm")
+    plain, _ = convert_step(untied, "float32")
+    assert litert_export.share_tied_table(plain) == plain  # nothing to share: unchanged
