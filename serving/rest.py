@@ -29,13 +29,18 @@ import os
 import re
 import sys
 import time
+import zlib
 from urllib.parse import unquote
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from serving import metrics as metrics_module
 from serving.errors import ServingError, invalid
 from serving.json_tensor import format_predict_response, parse_predict_request
+from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES,
+                            array_cost, check_tensor_bytes, check_tokens)
 from serving.servable import ModelManager, check_rows, read_model_config_file
 
 # tensorflow_serving/model_servers/http_rest_api_util.cc
@@ -51,6 +56,8 @@ LIMIT_KEY = web.AppKey("max_batch_size_per_request", int)
 METRICS_KEY = web.AppKey("metrics", metrics_module.ServerMetrics)
 BATCHER_KEY = web.AppKey("batcher", object)
 CORS_KEY = web.AppKey("cors", bool)
+LIMITS_KEY = web.AppKey("limits", dict)
+BODY_LIMIT_KEY = web.AppKey("max_request_bytes", int)
 _INT64_MAX = 2 ** 63 - 1
 
 
@@ -106,6 +113,37 @@ def _parse_json(raw):
         raise invalid(f"JSON Parse error: {err}") from None
 
 
+OFF_LOOP_BYTES = 64 << 10  # bodies this large are parsed in a worker thread
+
+
+async def _off_loop(fn, *args, heavy=None):
+    """``fn(*args)``, in the default executor when the body is over :data:`OFF_LOOP_BYTES`
+    (``heavy``: its size; for ``_parse_json`` the raw body itself), so that parsing a large
+    body does not stall other requests on the event loop."""
+    size = heavy if heavy is not None else (len(args[0]) if isinstance(args[0], bytes) else 0)
+    if size < OFF_LOOP_BYTES:
+        return fn(*args)
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+async def _read_body(request):
+    """The request body, decompressed as its Content-Encoding says.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT (400) for a body that does not decompress.
+        web.HTTPRequestEntityTooLarge: the body is over ``--max_request_bytes``.
+    """
+    try:
+        return await request.read()
+    except RequestPayloadError as err:
+        cause = err.__cause__ or err.__context__
+        if not isinstance(cause, (ContentEncodingError, zlib.error)):
+            raise ConnectionResetError(f"request body not received: {err}") from None
+        raise invalid(f"Cannot decode the request body (Content-Encoding: "
+                      f"{request.headers.get('Content-Encoding', 'none')}): {cause}. Send it "
+                      "uncompressed or correctly encoded.") from None
+
+
 async def handle_get(request, path):
     match = _GET_RE.fullmatch(path)
     if not match:
@@ -130,7 +168,7 @@ async def handle_post(request, path):
     name, version = unquote(name), _version(version)
     request["model_name"] = name
     label = unquote(label) if label else None
-    body = _parse_json(await request.read())
+    body = await _off_loop(_parse_json, await _read_body(request))
     if not isinstance(body, dict):
         raise invalid(f"JSON Value: {json.dumps(body)[:200]} Is not object")
     signature_name = body.get("signature_name", "")
@@ -147,8 +185,14 @@ async def handle_post(request, path):
         if not examples:
             raise invalid("'examples' value is an empty array")
         servable.refuse_classify_regress(verb, signature_name)
-    inputs, row_format = parse_predict_request(body, servable.input_dtypes(signature_name))
+    inputs, row_format = await _off_loop(parse_predict_request, body,
+                                         servable.input_dtypes(signature_name),
+                                         heavy=request.content_length)
     check_rows({alias: array.shape for alias, array in inputs.items()}, request.app[LIMIT_KEY])
+    limits = request.app[LIMITS_KEY]
+    check_tensor_bytes({alias: array_cost(a) for alias, a in inputs.items()},
+                       limits["max_tensor_bytes"])
+    check_tokens(signature_name or "serving_default", inputs, limits["max_tokens"])
     batcher = request.app[BATCHER_KEY]
     if batcher is not None:  # waits on the loop; the batch thread wakes it
         outputs = await batcher.submit_async(servable, signature_name, inputs)
@@ -182,6 +226,17 @@ async def handle_v1(request):
     except ServingError as err:
         status = err.code
         return _error(err)
+    except web.HTTPRequestEntityTooLarge:
+        status = "RESOURCE_EXHAUSTED"
+        limit = request.app[BODY_LIMIT_KEY]
+        return web.json_response(
+            {"error": f"Request body too large: more than {limit} bytes (--max_request_bytes). "
+                      "Split the request or raise the flag."}, status=413)
+    except (ConnectionError, asyncio.CancelledError) as err:  # the client hung up
+        status = "CANCELLED"
+        request.app.logger.info("client %s hung up during %s %s (%s)", request.remote,
+                                request.method, path, type(err).__name__)
+        raise
     except BaseException:
         status = "INTERNAL"
         raise
@@ -211,9 +266,14 @@ async def errors_as_json(request, handler):
 
 
 def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024,
-             metrics=None, batcher=None, cors=False):
+             metrics=None, batcher=None, cors=False, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
+             max_tokens=DEFAULT_MAX_REQUEST_TOKENS):
     """The aiohttp application serving ``manager``'s models (with ``metrics`` and an
-    optional :class:`serving.batching.Batcher`)."""
+    optional :class:`serving.batching.Batcher`).
+
+    Limits: bodies over ``max_request_bytes`` get 413; inputs over ``max_tensor_bytes``
+    once converted or over ``max_tokens`` tokens of work get 400 (:mod:`serving.limits`).
+    """
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
     app[MANAGER_KEY] = manager
     app[BATCHER_KEY] = batcher
@@ -231,6 +291,8 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     app.on_startup.append(threads)
     app[METRICS_KEY] = metrics or metrics_module.ServerMetrics()
     app[LIMIT_KEY] = max_batch_size_per_request
+    app[BODY_LIMIT_KEY] = max_request_bytes
+    app[LIMITS_KEY] = {"max_tensor_bytes": max_tensor_bytes, "max_tokens": max_tokens}
     app.router.add_route("*", "/{tail:.*}", handle_v1)
     return app
 
@@ -265,7 +327,13 @@ def build_parser():
     p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
                    help="TensorFlow ops run at once (0: TensorFlow chooses)")
     p.add_argument("--max_request_bytes", type=int, default=8 << 20,
-                   help="larger request bodies get 413")
+                   help="larger request bodies get 413 (REST) or RESOURCE_EXHAUSTED (gRPC)")
+    p.add_argument("--max_request_tensor_bytes", type=int, default=DEFAULT_MAX_TENSOR_BYTES,
+                   help="requests whose inputs would take more memory once converted get 400 "
+                        "(a string costs 64 bytes + its length, a number its size)")
+    p.add_argument("--max_request_tokens", type=int, default=DEFAULT_MAX_REQUEST_TOKENS,
+                   help="requests asking for more tokens of model work (prompt tokens, at most "
+                        "256 a prompt, + generate's max_new_tokens) get 400")
     p.add_argument("--max_batch_size_per_request", type=int, default=1024,
                    help="requests with more rows (prompts) get 400; bounds memory per request")
     return p
@@ -278,8 +346,13 @@ def main(argv=None):
     for flag in ("rest_api_port", "port"):
         if not 0 <= getattr(args, flag) <= 65535:
             parser.error(f"--{flag} must be in 0..65535, got {getattr(args, flag)}")
-    if args.max_batch_size_per_request < 1 or args.max_request_bytes < 1:
-        parser.error("--max_batch_size_per_request and --max_request_bytes must be >= 1")
+    for flag in ("max_batch_size_per_request", "max_request_bytes", "max_request_tensor_bytes",
+                 "max_request_tokens"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.max_request_bytes > (1 << 31) - 1:  # grpcio's message limit is an int32
+        parser.error(f"--max_request_bytes must be at most {(1 << 31) - 1}, got "
+                     f"{args.max_request_bytes}")
     for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
         if not 0 <= getattr(args, flag) <= 4096:
             parser.error(f"--{flag} must be in 0..4096 (0: TensorFlow chooses), got "
@@ -320,7 +393,8 @@ def main(argv=None):
     manager.start_polling(args.file_system_poll_wait_seconds)
     metrics = metrics_module.ServerMetrics()
     app = make_app(manager, args.max_request_bytes, args.max_batch_size_per_request, metrics,
-                   batcher, args.rest_api_enable_cors_support)
+                   batcher, args.rest_api_enable_cors_support, args.max_request_tensor_bytes,
+                   args.max_request_tokens)
     if args.port:
         servers = []
 
@@ -328,7 +402,10 @@ def main(argv=None):
             from serving.grpc_server import make_grpc_server
 
             server = make_grpc_server(manager, args.host, args.port, metrics=metrics,
-                                      batcher=batcher, max_rows=args.max_batch_size_per_request)
+                                      batcher=batcher, max_rows=args.max_batch_size_per_request,
+                                      max_request_bytes=args.max_request_bytes,
+                                      max_tensor_bytes=args.max_request_tensor_bytes,
+                                      max_tokens=args.max_request_tokens)
             await server.start()
             servers.append(server)
             print(f"gRPC on {args.host}:{args.port}", flush=True)

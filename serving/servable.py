@@ -45,6 +45,12 @@ def _graph_error_message(err):
 class Servable:
     """One loaded SavedModel version.
 
+    A signature whose outputs vary in width past dimension 0 (``score``, whose memory
+    grows with rows x tokens x vocabulary) runs in chunks of rows holding at most
+    :attr:`tokens_per_run` estimated tokens each (:func:`serving.limits.estimate_tokens`),
+    and the chunks' outputs are zero-padded to the widest and concatenated: the answer is
+    the one a single run gives, in bounded memory.
+
     Args:
         name: model name.
         version: int version.
@@ -53,6 +59,8 @@ class Servable:
     Raises:
         OSError / ValueError from TensorFlow: the directory is not a loadable SavedModel.
     """
+
+    tokens_per_run = 4096
 
     def __init__(self, name, version, path):
         import tensorflow as tf
@@ -130,6 +138,12 @@ class Servable:
             raise invalid(f"input size does not match signature: {len(inputs)}!="
                           f"{len(sig.inputs)} len({{{','.join(sorted(inputs))}}}) != "
                           f"len({{{','.join(sorted(sig.inputs))}}})")
+        if self.batchable(key):
+            return self._run(key, inputs)
+        return _run_in_chunks(lambda chunk: self._run(key, chunk), inputs,
+                              self.tokens_per_run)
+
+    def _run(self, key, inputs):
         fn = self._loaded.signatures[key]
         tf = self._tf
         try:
@@ -155,6 +169,46 @@ class Servable:
                 sig_map, preserving_proto_field_name=True,
                 always_print_fields_with_no_presence=True)},
         }
+
+
+def _run_in_chunks(run, inputs, tokens_per_run):
+    """``run`` over consecutive row chunks of ``inputs`` (each chunk at most
+    ``tokens_per_run`` estimated tokens, at least one row), outputs zero-padded (b"" for
+    strings) past dimension 0 to the widest chunk and concatenated along dimension 0."""
+    import numpy as np
+
+    from serving.limits import estimate_tokens
+
+    rows = {a.shape[0] if getattr(a, "ndim", 0) else None for a in inputs.values()}
+    if len(rows) != 1 or None in rows or next(iter(rows)) <= 1:
+        return run(inputs)  # scalars or mismatched rows: the graph decides
+    n = next(iter(rows))
+    bounds, start, used = [], 0, 0
+    for i in range(n):
+        cost = estimate_tokens("", {a: v[i:i + 1] for a, v in inputs.items()})
+        if i > start and used + cost > tokens_per_run:
+            bounds.append((start, i))
+            start, used = i, 0
+        used += cost
+    bounds.append((start, n))
+    if len(bounds) == 1:
+        return run(inputs)
+    parts = [run({a: v[lo:hi] for a, v in inputs.items()}) for lo, hi in bounds]
+    merged = {}
+    for alias in parts[0]:
+        arrays = [p[alias] for p in parts]
+        if arrays[0].ndim <= 1:
+            merged[alias] = np.concatenate(arrays)
+            continue
+        width = [max(a.shape[d] for a in arrays) for d in range(1, arrays[0].ndim)]
+        fill = b"" if arrays[0].dtype == object else 0
+        padded = []
+        for a in arrays:
+            pad = [(0, 0)] + [(0, w - a.shape[d + 1]) for d, w in enumerate(width)]
+            padded.append(np.pad(a, pad, constant_values=fill) if any(p[1] for p in pad)
+                          else a)
+        merged[alias] = np.concatenate(padded)
+    return merged
 
 
 def _fixed_output_shapes(sig):

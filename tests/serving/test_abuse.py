@@ -1,0 +1,282 @@
+"""Issue 14, "Hold under abuse": limits checked before work, bounded memory, a poller that
+survives, clean errors. In process, with a fake graph behind real SignatureDefs (seconds)."""
+
+import asyncio
+import gzip
+import json
+import logging
+import socket
+import types
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from serving import limits
+from serving.grpc_server import make_grpc_server
+from serving.metrics import ServerMetrics
+from serving.rest import make_app
+from serving.servable import ModelManager, Servable
+
+STRING, FLOAT, INT32, INT64 = 7, 1, 3, 9
+
+
+def _sig(inputs, outputs):
+    sig = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
+    for table, spec in ((sig.inputs, inputs), (sig.outputs, outputs)):
+        for alias, (dtype, dims) in spec.items():
+            table[alias].dtype = dtype
+            for d in dims:
+                table[alias].tensor_shape.dim.add().size = d
+    return sig
+
+
+class FakeServable(Servable):
+    """A Servable whose graph is Python: ``serving_default`` echoes each text's length,
+    ``score`` gives token i of text r the log-prob -(r+1)*(i+1) over len(text)+1 tokens
+    (0 after the end), ``generate`` echoes ``max_new_tokens``. ``calls`` records the rows
+    of every run."""
+
+    def __init__(self, name="m", version=1, path=""):
+        self.name, self.version, self.path = name, version, path
+        self.signature_defs = {
+            "serving_default": _sig({"text": (STRING, [-1])},
+                                    {"words": (STRING, [-1, 1]), "probabilities": (FLOAT, [-1, 1])}),
+            "score": _sig({"text": (STRING, [-1])},
+                          {"token_log_probs": (FLOAT, [-1, -1]), "num_tokens": (INT32, [-1])}),
+            "generate": _sig({"text": (STRING, [-1]), "max_new_tokens": (INT32, [-1])},
+                             {"num_tokens": (INT32, [-1])}),
+        }
+        self.calls = []
+        self._tf = tf
+        self._batchable = {"serving_default": True, "score": False, "generate": True}
+        self._input_dtypes = {k: {a: tf.dtypes.as_dtype(i.dtype) for a, i in s.inputs.items()}
+                              for k, s in self.signature_defs.items()}
+        self._loaded = types.SimpleNamespace(signatures={
+            "serving_default": self._default, "score": self._score, "generate": self._generate})
+
+    def _default(self, text):
+        self.calls.append(int(text.shape[0]))
+        n = tf.strings.length(text)
+        return {"words": tf.reshape(tf.strings.as_string(n), [-1, 1]),
+                "probabilities": tf.reshape(tf.cast(n, tf.float32), [-1, 1])}
+
+    def _score(self, text):
+        self.calls.append(int(text.shape[0]))
+        lengths = tf.strings.length(text).numpy() + 1
+        out = np.zeros((len(lengths), lengths.max()), np.float32)
+        base = int(np.sum(self.calls[:-1]))  # rows already scored in this request's chunks
+        for r, n in enumerate(lengths):
+            out[r, :n] = -(base + r + 1) * np.arange(1, n + 1)
+        return {"token_log_probs": tf.constant(out), "num_tokens": tf.constant(lengths, tf.int32)}
+
+    def _generate(self, text, max_new_tokens):
+        self.calls.append(int(text.shape[0]))
+        return {"num_tokens": max_new_tokens}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _manager(servable):
+    manager = ModelManager({"m": "/nonexistent"}, loader=None)
+    manager._servables["m"] = {1: servable}
+    manager._states["m"] = {1: ("AVAILABLE", "OK", "")}
+    return manager
+
+
+def _serve(scenario, servable=None, grpc_on=False, **limits_kw):
+    """Run ``scenario(rest_url, grpc_channel or None, servable, metrics)`` against an
+    in-process server with the given limits (make_app / make_grpc_server keywords)."""
+    servable = servable or FakeServable()
+    manager, metrics = _manager(servable), ServerMetrics()
+
+    async def main():
+        app = make_app(manager, metrics=metrics, **{k: v for k, v in limits_kw.items()
+                                                    if k != "grpc_request_bytes"})
+        async with TestServer(app, host="127.0.0.1") as rest:
+            url = f"http://127.0.0.1:{rest.port}"
+            if not grpc_on:
+                return await scenario(url, None, servable, metrics)
+            port = _free_port()
+            server = make_grpc_server(
+                manager, "127.0.0.1", port, metrics=metrics,
+                max_request_bytes=limits_kw.get("max_request_bytes", 8 << 20),
+                max_tensor_bytes=limits_kw.get("max_tensor_bytes",
+                                               limits.DEFAULT_MAX_TENSOR_BYTES),
+                max_tokens=limits_kw.get("max_tokens", limits.DEFAULT_MAX_REQUEST_TOKENS))
+            await server.start()
+            try:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    return await scenario(url, channel, servable, metrics)
+            finally:
+                await server.stop(0)
+
+    return asyncio.run(main())
+
+
+async def _post(url, body, path="/v1/models/m:predict", headers=None):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with ClientSession() as session:
+        async with session.post(url + path, data=data, headers=headers or {}) as resp:
+            return resp.status, json.loads(await resp.text())
+
+
+def _grpc_request(proto, signature=""):
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "m"
+    req.model_spec.signature_name = signature
+    req.inputs["text"].CopyFrom(proto)
+    return req
+
+
+def _count(metrics, status, entrypoint):
+    return metrics.registry.get_sample_value(
+        ":tensorflow:serving:request_count_total",
+        {"model_name": "m", "status": status, "entrypoint": entrypoint}) or 0
+
+
+# 1. The cost model, one limit for both APIs, checked before any tensor is built.
+
+def test_cost_model_counts_bytes_and_fill_from_the_proto_alone():
+    one_kb = tf.make_tensor_proto(["x" * 1024], dtype=tf.string)
+    one_kb.tensor_shape.Clear()
+    for d in (1024, 16384):
+        one_kb.tensor_shape.dim.add().size = d
+    dims, cost = limits.proto_cost(one_kb)
+    assert dims == [1024, 16384]
+    assert cost == 1024 * 16384 * (64 + 1024)  # 17.6 GB asked for by ~1 KB
+    floats = tf.make_tensor_proto(1.0, dtype=tf.float32, shape=[1000, 1000])
+    assert limits.proto_cost(floats) == ([1000, 1000], 4_000_000)
+    assert limits.array_cost(np.array([b"ab", b""], dtype=object)) == 2 * 64 + 2
+    assert limits.array_cost(np.zeros(10, np.int64)) == 80
+
+
+def test_grpc_refuses_a_tiny_message_that_expands_to_a_huge_tensor():
+    proto = tf.make_tensor_proto(["x" * 1024], dtype=tf.string)  # one 1 KB value ...
+    proto.tensor_shape.Clear()
+    for d in (4, 1024):  # ... filling 4096 elements: 4.4 MB under the cost model
+        proto.tensor_shape.dim.add().size = d
+
+    async def scenario(url, channel, servable, metrics):
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Predict(_grpc_request(proto), timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "--max_request_tensor_bytes" in info.value.details()
+        assert "1000000" in info.value.details()
+        assert servable.calls == []  # nothing ran
+        ok = await stub.Predict(_grpc_request(tf.make_tensor_proto(["ab"])), timeout=10)
+        assert tf.make_ndarray(ok.outputs["words"]).tolist() == [[b"2"]]
+
+    _serve(scenario, grpc_on=True, max_tensor_bytes=1_000_000)
+
+
+def test_grpc_message_size_limit_is_max_request_bytes():
+    async def scenario(url, channel, servable, metrics):
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Predict(_grpc_request(tf.make_tensor_proto(["y" * 20_000])), timeout=10)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        ok = await stub.Predict(_grpc_request(tf.make_tensor_proto(["y" * 5000])), timeout=10)
+        assert tf.make_ndarray(ok.outputs["words"]).tolist() == [[b"5000"]]
+
+    _serve(scenario, grpc_on=True, max_request_bytes=10_000)
+
+
+def test_rest_refuses_many_small_strings_over_the_tensor_byte_limit():
+    async def scenario(url, channel, servable, metrics):
+        status, body = await _post(url, {"instances": [""] * 1000})  # 64 000 bytes
+        assert status == 400 and "--max_request_tensor_bytes" in body["error"]
+        assert "64000" in body["error"]
+        assert servable.calls == []
+        status, body = await _post(url, {"instances": [""] * 10})
+        assert status == 200 and body["predictions"][0] == {"probabilities": [0.0],
+                                                            "words": ["0"]}
+
+    _serve(scenario, max_tensor_bytes=32_000)
+
+
+# 2. Work caps (rows x tokens) and bounded memory for score.
+
+def test_score_and_generate_work_over_max_request_tokens_is_400_before_running():
+    async def scenario(url, channel, servable, metrics):
+        status, body = await _post(url, {"signature_name": "score",
+                                         "instances": ["a" * 99] * 10})  # 10 x 100 tokens
+        assert status == 400 and "--max_request_tokens" in body["error"], body
+        assert "1000" in body["error"] and "500" in body["error"]
+        status, body = await _post(url, {"signature_name": "generate", "instances": [
+            {"text": "", "max_new_tokens": 200}] * 3})  # 3 x (1 + 200) tokens
+        assert status == 400 and "603" in body["error"], body
+        assert servable.calls == []
+        status, body = await _post(url, {"signature_name": "generate", "instances": [
+            {"text": "", "max_new_tokens": 200}] * 2})
+        assert status == 200 and body["predictions"] == [200, 200]  # one output: bare values
+        if channel is not None:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Predict(_grpc_request(tf.make_tensor_proto(["a" * 99] * 10),
+                                                 "score"), timeout=10)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "--max_request_tokens" in info.value.details()
+
+    _serve(scenario, grpc_on=True, max_tokens=500)
+
+
+def test_score_runs_in_chunks_of_bounded_tokens_and_answers_as_one_run():
+    servable = FakeServable()
+    servable.tokens_per_run = 10
+    texts = [b"abcd", b"", b"abcdefgh", b"ab", b"a"]  # 5, 1, 9, 3, 2 tokens
+    out = servable.predict("score", {"text": np.array(texts, dtype=object)})
+    assert servable.calls == [2, 1, 2]  # [5+1], [9], [3+2]: each run <= 10 tokens
+    lengths = [5, 1, 9, 3, 2]
+    expected = np.zeros((5, 9), np.float32)  # by hand: -(row+1) * position, 0 past the end
+    for r, n in enumerate(lengths):
+        expected[r, :n] = [-(r + 1) * (i + 1) for i in range(n)]
+    np.testing.assert_array_equal(out["token_log_probs"], expected)
+    assert out["num_tokens"].tolist() == lengths
+
+
+# 5. Bad Content-Encoding, 413 and hang-ups get the right labels.
+
+def test_a_body_that_does_not_decompress_is_400_and_413_is_counted_as_such():
+    async def scenario(url, channel, servable, metrics):
+        status, body = await _post(url, b"this is not gzip",
+                                   headers={"Content-Encoding": "gzip"})
+        assert status == 400 and "Content-Encoding" in body["error"], body
+        status, body = await _post(url, gzip.compress(b'{"instances": ["abc"]}'),
+                                   headers={"Content-Encoding": "gzip"})
+        assert status == 200 and body["predictions"][0]["words"] == ["3"]
+        status, body = await _post(url, {"instances": ["z" * 3000]})
+        assert status == 413 and "--max_request_bytes" in body["error"], body
+        assert _count(metrics, "INTERNAL", "REST") == 0
+        assert _count(metrics, "INVALID_ARGUMENT", "REST") == 1
+        assert _count(metrics, "RESOURCE_EXHAUSTED", "REST") == 1
+
+    _serve(scenario, max_request_bytes=2000)
+
+
+def test_a_client_hanging_up_mid_body_is_one_log_line_not_internal(caplog):
+    async def scenario(url, channel, servable, metrics):
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"instances\": [")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        await asyncio.sleep(0.5)
+        assert _count(metrics, "INTERNAL", "REST") == 0
+        assert _count(metrics, "CANCELLED", "REST") == 1
+
+    with caplog.at_level(logging.INFO):
+        _serve(scenario)
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
