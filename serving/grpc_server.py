@@ -281,6 +281,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             status = self.manager.status(name, version)
         except ServingError as err:
             await _abort(context, err)
+        status.pop("poll_error", None)  # REST only: the proto has no such field
         return json_format.ParseDict(status, get_model_status_pb2.GetModelStatusResponse())
 
 

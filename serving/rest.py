@@ -41,7 +41,8 @@ from serving.errors import ServingError, invalid
 from serving.json_tensor import format_predict_response, parse_predict_request
 from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES,
                             array_cost, check_tensor_bytes, check_tokens)
-from serving.servable import ModelManager, check_rows, read_model_config_file
+from serving.servable import (ModelManager, check_poll_seconds, check_rows,
+                              read_model_config_file)
 
 # tensorflow_serving/model_servers/http_rest_api_util.cc
 _POST_RE = re.compile(
@@ -357,6 +358,10 @@ def main(argv=None):
         if not 0 <= getattr(args, flag) <= 4096:
             parser.error(f"--{flag} must be in 0..4096 (0: TensorFlow chooses), got "
                          f"{getattr(args, flag)}")
+    try:
+        check_poll_seconds(args.file_system_poll_wait_seconds)
+    except ValueError as err:
+        parser.error(str(err))
     if args.batching_parameters_file and not args.enable_batching:
         parser.error("--batching_parameters_file needs --enable_batching (as in TF Serving)")
     batcher = None

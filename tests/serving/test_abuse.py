@@ -6,6 +6,7 @@ import gzip
 import json
 import logging
 import socket
+import time
 import types
 
 import grpc
@@ -280,3 +281,139 @@ def test_a_client_hanging_up_mid_body_is_one_log_line_not_internal(caplog):
     with caplog.at_level(logging.INFO):
         _serve(scenario)
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+
+
+# 3. Version folders parsed strictly, poll intervals checked, a poll error never kills it.
+
+@pytest.mark.parametrize("name, version", [
+    ("1", 1), ("42", 42), (str(2 ** 63 - 1), 2 ** 63 - 1), ("007", 7),
+    ("²", None), ("١", None), ("0", None), (str(2 ** 63), None), ("+1", None), (" 1", None),
+    ("1.0", None), (".tmp-3-99", None), ("", None), ("9" * 400, None)])
+def test_parse_version_takes_ascii_digits_in_int64_range(name, version):
+    assert limits.parse_version(name) == version
+
+
+class _FolderServable:
+    def __init__(self, name, version, path):
+        self.name, self.version, self.path = name, version, path
+
+
+def test_odd_folder_names_neither_stop_the_server_nor_the_export(tmp_path):
+    from serving.export import version_dirs
+
+    for name in ("3", "²", str(2 ** 63), "0"):
+        (tmp_path / name).mkdir()
+    manager = ModelManager({"m": str(tmp_path)}, loader=_FolderServable)
+    manager.load()
+    assert manager.get("m").version == 3
+    assert sorted(version_dirs(str(tmp_path))) == [3]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e300", "-1", "-inf"])
+def test_bad_poll_intervals_are_refused_at_start(value):
+    from serving.servable import check_poll_seconds
+
+    with pytest.raises(ValueError, match="--file_system_poll_wait_seconds must be between 0"):
+        check_poll_seconds(float(value))
+    manager = ModelManager({"m": "/nonexistent"}, loader=_FolderServable)
+    with pytest.raises(ValueError):
+        manager.start_polling(float(value))
+
+
+def test_an_exception_in_a_poll_is_reported_and_polling_goes_on(tmp_path, caplog):
+    (tmp_path / "1").mkdir()
+    broken = {"on": False}
+
+    def loader(name, version, path):
+        return _FolderServable(name, version, path)
+
+    manager = ModelManager({"m": str(tmp_path)}, loader=loader)
+    manager.load()
+    real_aspired = manager.configs["m"].aspired
+
+    def aspired(on_disk):
+        if broken["on"]:
+            raise RuntimeError("disk on fire")
+        return real_aspired(on_disk)
+
+    manager.configs["m"].aspired = aspired
+    broken["on"] = True
+    (tmp_path / "2").mkdir()
+    manager.start_polling(0.05)
+    try:
+        deadline = time.monotonic() + 5
+        while "poll_error" not in manager.status("m"):
+            assert time.monotonic() < deadline, "the poll error never showed"
+            time.sleep(0.02)
+        assert "disk on fire" in manager.status("m")["poll_error"]
+        assert manager.get("m").version == 1  # still serving
+        broken["on"] = False  # the poller is still alive: it picks version 2 up
+        while manager.get("m").version != 2:
+            assert time.monotonic() < deadline + 5, "the poller died"
+            time.sleep(0.02)
+        assert "poll_error" not in manager.status("m")
+    finally:
+        manager.stop_polling()
+    assert any("disk on fire" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
+
+
+# 4 and 8. nwp-export: int64 versions, a base path that is a file, concurrent and killed
+# exports; one-line errors before any work.
+
+def _export_cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "serving.export", *map(str, args)],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=__import__("pathlib").Path(__file__).resolve().parents[2])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--version", str(2 ** 63)], "version must be an integer in 1..9223372036854775807"),
+    (["--version", "0"], "version must be an integer in 1.."),
+    (["--model_base_path", "{file}"], "exists and is not a folder"),
+])
+def test_nwp_export_refuses_bad_targets_in_one_line_before_loading(tmp_path, flags, message):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    flags = [f.format(file=a_file) for f in flags]
+    if "--model_base_path" not in flags:
+        flags += ["--model_base_path", tmp_path / "models"]
+    proc = _export_cli("--run", tmp_path / "no-such-run", *flags)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "no-such-run" not in proc.stderr  # refused before the run was read
+
+
+def test_a_concurrent_export_that_loses_the_race_takes_the_next_version(tmp_path):
+    from serving.export import _publish
+
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "saved_model.pb").write_text("the other export's")
+    mine = tmp_path / ".tmp-1-123"
+    mine.mkdir()
+    (mine / "saved_model.pb").write_text("mine")
+    assert _publish(str(mine), str(tmp_path), 1, auto_version=True) == str(tmp_path / "2")
+    assert (tmp_path / "1" / "saved_model.pb").read_text() == "the other export's"
+    assert (tmp_path / "2" / "saved_model.pb").read_text() == "mine"
+    mine.mkdir()
+    with pytest.raises(FileExistsError, match="published by another export"):
+        _publish(str(mine), str(tmp_path), 2, auto_version=False)
+    (tmp_path / "3").mkdir()  # even an empty folder is never replaced
+    assert _publish(str(mine), str(tmp_path), 3, auto_version=True) == str(tmp_path / "4")
+
+
+def test_folders_of_killed_exports_are_cleaned_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from serving.export import clean_stale_exports
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name in (f".tmp-3-{dead.pid}", f".tmp-4-{os.getppid()}", ".tmp-odd", "5"):
+        (tmp_path / name).mkdir()
+    assert clean_stale_exports(str(tmp_path)) == [f".tmp-3-{dead.pid}"]
+    assert sorted(os.listdir(tmp_path)) == sorted([f".tmp-4-{os.getppid()}", ".tmp-odd", "5"])
