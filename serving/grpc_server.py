@@ -203,11 +203,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 except (ValueError, TypeError) as err:
                     raise invalid(f"Cannot read input {alias}: {err}") from None
             check_tokens(key, inputs, self.max_tokens)
-            if self.batcher is not None:
-                outputs = await self.batcher.submit_async(servable, signature_name, inputs)
-            else:
-                outputs = await asyncio.get_running_loop().run_in_executor(
-                    None, servable.predict, signature_name, inputs)
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:  # spent while the request was read
+                raise ServingError("DEADLINE_EXCEEDED", "Deadline exceeded before the model "
+                                   "ran; give the call a longer deadline.")
+            run = (self.batcher.submit_async(servable, signature_name, inputs)
+                   if self.batcher is not None else asyncio.get_running_loop().run_in_executor(
+                       None, servable.predict, signature_name, inputs))
+            try:  # the client's deadline bounds the run (grpc.aio also cancels at it)
+                outputs = await asyncio.wait_for(run, remaining)
+            except TimeoutError:
+                raise ServingError("DEADLINE_EXCEEDED", "Deadline exceeded: the model did not "
+                                   "answer within the call's deadline.") from None
             wanted = list(request.output_filter) or sorted(outputs)
             for alias in wanted:
                 if alias not in outputs:

@@ -59,6 +59,8 @@ BATCHER_KEY = web.AppKey("batcher", object)
 CORS_KEY = web.AppKey("cors", bool)
 LIMITS_KEY = web.AppKey("limits", dict)
 BODY_LIMIT_KEY = web.AppKey("max_request_bytes", int)
+TIMEOUT_KEY = web.AppKey("rest_api_timeout_in_ms", int)
+PHASE_KEY = web.RequestKey("phase", str)
 _INT64_MAX = 2 ** 63 - 1
 
 
@@ -145,6 +147,33 @@ async def _read_body(request):
                       "uncompressed or correctly encoded.") from None
 
 
+async def _with_deadline(request, work):
+    """Await ``work`` within ``--rest_api_timeout_in_ms`` (TF Serving's flag; counted from
+    the start of the request, body included; 0: none).
+
+    Raises:
+        ServingError: DEADLINE_EXCEEDED (HTTP 504) if the model run (or parsing) does not
+            finish in time, as TF Serving's timed-out graph run; the run itself finishes in
+            its worker thread and its answer is dropped.
+        web.HTTPRequestTimeout: 408 if the body did not arrive in time (a slow client).
+    """
+    timeout_ms = request.app[TIMEOUT_KEY]
+    if not timeout_ms:
+        return await work
+    try:
+        return await asyncio.wait_for(work, timeout_ms / 1000)
+    except TimeoutError:
+        if request.get(PHASE_KEY) == "body":
+            raise web.HTTPRequestTimeout(
+                text=json.dumps({"error": f"The request body did not arrive within {timeout_ms} "
+                                          "ms (--rest_api_timeout_in_ms)."}),
+                content_type="application/json") from None
+        raise ServingError("DEADLINE_EXCEEDED",
+                           f"Deadline exceeded: the request took more than {timeout_ms} ms "
+                           "(--rest_api_timeout_in_ms). Send fewer or shorter prompts, or "
+                           "raise the flag.") from None
+
+
 async def handle_get(request, path):
     match = _GET_RE.fullmatch(path)
     if not match:
@@ -169,7 +198,10 @@ async def handle_post(request, path):
     name, version = unquote(name), _version(version)
     request["model_name"] = name
     label = unquote(label) if label else None
-    body = await _off_loop(_parse_json, await _read_body(request))
+    request[PHASE_KEY] = "body"
+    raw = await _read_body(request)
+    request[PHASE_KEY] = "run"
+    body = await _off_loop(_parse_json, raw)
     if not isinstance(body, dict):
         raise invalid(f"JSON Value: {json.dumps(body)[:200]} Is not object")
     signature_name = body.get("signature_name", "")
@@ -222,7 +254,7 @@ async def handle_v1(request):
         if request.method == "GET":
             return await handle_get(request, path)
         if request.method == "POST":
-            return await handle_post(request, path)
+            return await _with_deadline(request, handle_post(request, path))
         raise invalid(f"Malformed request: {request.method} {path}")
     except ServingError as err:
         status = err.code
@@ -233,6 +265,9 @@ async def handle_v1(request):
         return web.json_response(
             {"error": f"Request body too large: more than {limit} bytes (--max_request_bytes). "
                       "Split the request or raise the flag."}, status=413)
+    except web.HTTPRequestTimeout:
+        status = "DEADLINE_EXCEEDED"
+        raise
     except (ConnectionError, asyncio.CancelledError) as err:  # the client hung up
         status = "CANCELLED"
         request.app.logger.info("client %s hung up during %s %s (%s)", request.remote,
@@ -268,12 +303,14 @@ async def errors_as_json(request, handler):
 
 def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024,
              metrics=None, batcher=None, cors=False, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
-             max_tokens=DEFAULT_MAX_REQUEST_TOKENS):
+             max_tokens=DEFAULT_MAX_REQUEST_TOKENS, timeout_ms=30000):
     """The aiohttp application serving ``manager``'s models (with ``metrics`` and an
     optional :class:`serving.batching.Batcher`).
 
     Limits: bodies over ``max_request_bytes`` get 413; inputs over ``max_tensor_bytes``
-    once converted or over ``max_tokens`` tokens of work get 400 (:mod:`serving.limits`).
+    once converted or over ``max_tokens`` tokens of work get 400 (:mod:`serving.limits`);
+    a ``:predict`` not answered within ``timeout_ms`` milliseconds gets 504 (0: no limit),
+    one whose body has not arrived by then 408.
     """
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
     app[MANAGER_KEY] = manager
@@ -293,6 +330,7 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     app[METRICS_KEY] = metrics or metrics_module.ServerMetrics()
     app[LIMIT_KEY] = max_batch_size_per_request
     app[BODY_LIMIT_KEY] = max_request_bytes
+    app[TIMEOUT_KEY] = timeout_ms
     app[LIMITS_KEY] = {"max_tensor_bytes": max_tensor_bytes, "max_tokens": max_tokens}
     app.router.add_route("*", "/{tail:.*}", handle_v1)
     return app
@@ -329,6 +367,9 @@ def build_parser():
                    help="TensorFlow ops run at once (0: TensorFlow chooses)")
     p.add_argument("--max_request_bytes", type=int, default=8 << 20,
                    help="larger request bodies get 413 (REST) or RESOURCE_EXHAUSTED (gRPC)")
+    p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
+                   help="REST requests not answered in this many milliseconds get 504 "
+                        "(408 if the body is still arriving); 0: no limit (TF Serving's flag)")
     p.add_argument("--max_request_tensor_bytes", type=int, default=DEFAULT_MAX_TENSOR_BYTES,
                    help="requests whose inputs would take more memory once converted get 400 "
                         "(a string costs 64 bytes + its length, a number its size)")
@@ -351,6 +392,9 @@ def main(argv=None):
                  "max_request_tokens"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if not 0 <= args.rest_api_timeout_in_ms <= 86_400_000:
+        parser.error(f"--rest_api_timeout_in_ms must be in 0..86400000 (0: no limit), got "
+                     f"{args.rest_api_timeout_in_ms}")
     if args.max_request_bytes > (1 << 31) - 1:  # grpcio's message limit is an int32
         parser.error(f"--max_request_bytes must be at most {(1 << 31) - 1}, got "
                      f"{args.max_request_bytes}")
@@ -390,16 +434,17 @@ def main(argv=None):
     except Exception as err:  # noqa: BLE001  any load failure: say what and where, exit 2
         print(f"nwp-serve: error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
-    for name, base in manager.base_paths.items():
-        versions = [s["version"] for s in manager.status(name)["model_version_status"]
-                    if s["state"] == "AVAILABLE"]
-        print(f"serving model {name!r} version(s) {', '.join(versions)} from {base} at "
-              f"http://{args.host}:{args.rest_api_port}/v1/models/{name}", flush=True)
+    def announce(_aiohttp_banner):  # called by run_app once the REST port is bound
+        for name, base in manager.base_paths.items():
+            versions = [s["version"] for s in manager.status(name)["model_version_status"]
+                        if s["state"] == "AVAILABLE"]
+            print(f"serving model {name!r} version(s) {', '.join(versions)} from {base} at "
+                  f"http://{args.host}:{args.rest_api_port}/v1/models/{name}", flush=True)
     manager.start_polling(args.file_system_poll_wait_seconds)
     metrics = metrics_module.ServerMetrics()
     app = make_app(manager, args.max_request_bytes, args.max_batch_size_per_request, metrics,
                    batcher, args.rest_api_enable_cors_support, args.max_request_tensor_bytes,
-                   args.max_request_tokens)
+                   args.max_request_tokens, args.rest_api_timeout_in_ms)
     if args.port:
         servers = []
 
@@ -429,7 +474,7 @@ def main(argv=None):
 
         app.on_shutdown.insert(0, hurry_batches)
     try:
-        web.run_app(app, host=args.host, port=args.rest_api_port, print=None,
+        web.run_app(app, host=args.host, port=args.rest_api_port, print=announce,
                     shutdown_timeout=10.0)
     except OSError as err:
         print(f"nwp-serve: error: cannot listen on {args.host}: {err}", file=sys.stderr)

@@ -417,3 +417,94 @@ def test_folders_of_killed_exports_are_cleaned_and_live_ones_kept(tmp_path):
         (tmp_path / name).mkdir()
     assert clean_stale_exports(str(tmp_path)) == [f".tmp-3-{dead.pid}"]
     assert sorted(os.listdir(tmp_path)) == sorted([f".tmp-4-{os.getppid()}", ".tmp-odd", "5"])
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A base path holding version 1 of a one-signature SavedModel (no training)."""
+    base = tmp_path_factory.mktemp("tiny")
+
+    class Echo(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(self, text):
+            return {"words": tf.reshape(text, [-1, 1])}
+
+    module = Echo()
+    tf.saved_model.save(module, str(base / "1"), signatures={"serving_default": module.serve})
+    (base / "²").mkdir()  # str.isdigit() is true, int() fails: must be ignored
+    return base
+
+
+def _serve_cli(*flags):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "serving.rest", *map(str, flags)],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=__import__("pathlib").Path(__file__).resolve().parents[2])
+
+
+def test_a_busy_rest_port_fails_without_announcing_that_it_serves(tiny_model):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        proc = _serve_cli(f"--rest_api_port={port}", "--port=0", "--model_name=m",
+                          f"--model_base_path={tiny_model}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot listen" in proc.stderr
+    assert "serving model" not in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e300"])
+def test_nwp_serve_refuses_bad_poll_intervals_in_one_line(value):
+    proc = _serve_cli(f"--file_system_poll_wait_seconds={value}", "--port=0",
+                      "--model_base_path=/nonexistent")
+    assert proc.returncode == 2
+    assert "--file_system_poll_wait_seconds must be between 0" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# 6. Deadlines: --rest_api_timeout_in_ms (504, and 408 for a body that never comes), gRPC's.
+
+class SlowServable(FakeServable):
+    def _default(self, text):
+        time.sleep(1.0)
+        return super()._default(text)
+
+
+def test_rest_requests_over_the_timeout_get_504_and_slow_bodies_408():
+    async def scenario(url, channel, servable, metrics):
+        started = time.monotonic()
+        status, body = await _post(url, {"instances": ["abc"]})
+        assert status == 504 and "--rest_api_timeout_in_ms" in body["error"], body
+        assert "300 ms" in body["error"]
+        assert time.monotonic() - started < 0.9  # answered at the deadline, not after the run
+        status, body = await _post(url, {"signature_name": "score", "instances": ["ab"]})
+        assert status == 200 and body["predictions"][0]["num_tokens"] == 3  # still serving
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"inst")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readline(), 3)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert _count(metrics, "DEADLINE_EXCEEDED", "REST") == 2
+        assert _count(metrics, "INTERNAL", "REST") == 0
+
+    _serve(scenario, SlowServable(), timeout_ms=300)
+
+
+def test_grpc_calls_stop_at_their_deadline():
+    async def scenario(url, channel, servable, metrics):
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Predict(_grpc_request(tf.make_tensor_proto(["ab"])), timeout=0.3)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - started < 0.9
+        ok = await stub.Predict(_grpc_request(tf.make_tensor_proto(["ab"]), "score"), timeout=10)
+        assert tf.make_ndarray(ok.outputs["num_tokens"]).tolist() == [3]
+
+    _serve(scenario, SlowServable(), grpc_on=True)
