@@ -295,6 +295,8 @@ async def errors_as_json(request, handler):
                                  status=413)
     except web.HTTPException:
         raise
+    except ConnectionError:  # the client hung up (logged in one line by handle_v1)
+        return web.json_response({"error": "The client closed the connection."}, status=499)
     except Exception as err:  # noqa: BLE001  a server must answer, never die
         request.app.logger.exception("internal error")
         return web.json_response({"error": f"Internal error: {type(err).__name__}: {err}"},
