@@ -220,7 +220,7 @@ async def handle_post(request, path):
         servable.refuse_classify_regress(verb, signature_name)
     inputs, row_format = await _off_loop(parse_predict_request, body,
                                          servable.input_dtypes(signature_name),
-                                         heavy=request.content_length)
+                                         heavy=len(raw))
     check_rows({alias: array.shape for alias, array in inputs.items()}, request.app[LIMIT_KEY])
     limits = request.app[LIMITS_KEY]
     check_tensor_bytes({alias: array_cost(a) for alias, a in inputs.items()},
