@@ -83,6 +83,24 @@ def to_ndarray(proto):
     return tf.make_ndarray(proto)
 
 
+OFF_LOOP_BYTES = 1 << 20  # inputs this large (cost model) are converted off the event loop
+
+
+def _to_arrays(protos):
+    """``{alias: np.ndarray}`` of a request's input TensorProtos.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT naming the input that cannot be read.
+    """
+    inputs = {}
+    for alias, proto in sorted(protos.items()):
+        try:
+            inputs[alias] = to_ndarray(proto)
+        except (ValueError, TypeError) as err:
+            raise invalid(f"Cannot read input {alias}: {err}") from None
+    return inputs
+
+
 def to_tensor_proto(array, out):
     """Fill TensorProto ``out`` with ``array`` as ``tf.make_tensor_proto(array)`` would:
     strings in ``string_val``, float32/float64/int32/int64 as little-endian
@@ -182,7 +200,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             if unknown:
                 raise invalid(f"input tensor alias not found in signature: {unknown[0]}. "
                               f"Inputs expected to be in the set {{{','.join(sorted(sig.inputs))}}}.")
-            inputs, costs = {}, {}
+            costs = {}
             for i, (alias, proto) in enumerate(sorted(request.inputs.items())):
                 want = tf.dtypes.as_dtype(sig.inputs[alias].dtype)
                 if proto.dtype != want.as_datatype_enum:
@@ -197,11 +215,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 dims, costs[alias] = proto_cost(proto, alias)
                 check_rows({alias: dims}, self.max_rows)
             check_tensor_bytes(costs, self.max_tensor_bytes)
-            for alias, proto in sorted(request.inputs.items()):
-                try:
-                    inputs[alias] = to_ndarray(proto)
-                except (ValueError, TypeError) as err:
-                    raise invalid(f"Cannot read input {alias}: {err}") from None
+            if sum(costs.values()) > OFF_LOOP_BYTES:  # large: convert in a worker thread
+                inputs = await asyncio.get_running_loop().run_in_executor(
+                    None, _to_arrays, request.inputs)
+            else:
+                inputs = _to_arrays(request.inputs)
             check_tokens(key, inputs, self.max_tokens)
             remaining = context.time_remaining()
             if remaining is not None and remaining <= 0:  # spent while the request was read

@@ -508,3 +508,15 @@ def test_grpc_calls_stop_at_their_deadline():
         assert tf.make_ndarray(ok.outputs["num_tokens"]).tolist() == [3]
 
     _serve(scenario, SlowServable(), grpc_on=True)
+
+
+def test_large_grpc_inputs_are_converted_off_the_loop_and_answered():
+    texts = [b"%04d" % i + b"x" * 1096 for i in range(1000)]  # 1.16 MB under the cost model
+
+    async def scenario(url, channel, servable, metrics):
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        resp = await stub.Predict(_grpc_request(tf.make_tensor_proto(texts)), timeout=30)
+        assert tf.make_ndarray(resp.outputs["words"]).ravel().tolist() == [b"1100"] * 1000
+        assert servable.calls == [1000]
+
+    _serve(scenario, grpc_on=True, max_tokens=10 ** 7)
