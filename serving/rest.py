@@ -9,8 +9,10 @@ Endpoints (``shared/reference/tf_serving_api.md``, section 1)::
     POST /v1/models/<name>[/versions/<v>]:predict       {"instances": [...]} or {"inputs": ...}
 
 Errors are ``{"error": "..."}`` with TF Serving's HTTP codes (400 bad request, 404 unknown
-model or version, 413 body over ``--max_request_bytes``). A bad request never stops the
-server. Flags use ``tensorflow_model_server``'s names, so the two can be swapped::
+model or version, 413 body over ``--max_request_bytes``, 504 past
+``--rest_api_timeout_in_ms``). Inputs over ``--max_request_tensor_bytes`` once converted or
+over ``--max_request_tokens`` of work get 400 before the model runs (:mod:`serving.limits`).
+A bad request never stops the server. Flags use ``tensorflow_model_server``'s names, so the two can be swapped::
 
     nwp-serve --port=8500 --rest_api_port=8501 --model_name=nwp \
         --model_base_path=saved_models/nwp
