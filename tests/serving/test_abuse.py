@@ -520,3 +520,19 @@ def test_large_grpc_inputs_are_converted_off_the_loop_and_answered():
         assert servable.calls == [1000]
 
     _serve(scenario, grpc_on=True, max_tokens=10 ** 7)
+
+
+def test_the_server_starts_and_serves_beside_a_folder_named_superscript_two(tiny_model):
+    import urllib.request
+
+    from tests.conftest import running_server
+
+    with running_server("--model_name=m", f"--model_base_path={tiny_model}",
+                        "--file_system_poll_wait_seconds=0.1", model="m") as (url, _):
+        time.sleep(0.5)  # a few polls pass over the folder
+        status = json.load(urllib.request.urlopen(url + "/v1/models/m", timeout=10))
+        assert [s["version"] for s in status["model_version_status"]] == ["1"]
+        assert "poll_error" not in status
+        req = urllib.request.Request(url + "/v1/models/m:predict",
+                                     data=b'{"instances": ["hi"]}', method="POST")
+        assert json.load(urllib.request.urlopen(req, timeout=10)) == {"predictions": [["hi"]]}
