@@ -42,19 +42,67 @@ import os
 import shutil
 import sys
 
+from serving.limits import INT64_MAX
+
 SIGNATURE_KEY = "serving_default"
 INPUT_KEY = "text"
 OUTPUT_KEYS = ("words", "probabilities")
 
 
 def version_dirs(model_dir):
-    """``{version: path}`` for every child of ``model_dir`` whose name is an integer > 0."""
-    found = {}
-    if os.path.isdir(model_dir):
-        for name in os.listdir(model_dir):
-            if name.isdigit() and int(name) > 0 and os.path.isdir(os.path.join(model_dir, name)):
-                found[int(name)] = os.path.join(model_dir, name)
-    return found
+    """``{version: path}`` for every child of ``model_dir`` named by a version number (the
+    server's rule, :func:`serving.limits.parse_version`: ASCII digits, 1 .. 2**63 - 1)."""
+    from serving.servable import list_versions
+
+    return list_versions(model_dir) if os.path.isdir(model_dir) else {}
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_exports(model_dir):
+    """Delete ``.tmp-<version>-<pid>`` folders in ``model_dir`` left by exports that were
+    killed (their process no longer exists); returns the names deleted. Folders of running
+    exports (this host's live pids) are left alone."""
+    removed = []
+    try:
+        names = os.listdir(model_dir)
+    except OSError:
+        return removed
+    for name in names:
+        parts = name.split("-")
+        if len(parts) != 3 or parts[0] != ".tmp" or not parts[2].isascii() \
+                or not parts[2].isdigit():
+            continue
+        pid = int(parts[2])
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def check_export_target(model_base_path, model_name, version=None):
+    """Refuse, before any work, what an export could not write.
+
+    Raises:
+        ValueError: ``version`` outside 1 .. 2**63 - 1 (TF Serving's int64 versions); the
+            base path or the model folder exists and is not a folder.
+    """
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)
+                                or not 1 <= version <= INT64_MAX):
+        raise ValueError(f"version must be an integer in 1..{INT64_MAX} (TF Serving's int64 "
+                         f"versions), got {version!r}.")
+    for path in (model_base_path, os.path.join(model_base_path, model_name)):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"{path} exists and is not a folder; give --model_base_path a "
+                             "folder (it is created if missing).")
 
 
 def export_saved_model(predictor, model_base_path, model_name, version=None, top_k=5,
@@ -65,7 +113,8 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
         predictor: a ``zoo.NextWordPredictor``.
         model_base_path: the folder that holds one folder per model name.
         model_name: the model's name in the server (``[A-Za-z0-9_.-]+``).
-        version: a positive int; None: one more than the highest version present.
+        version: an int in 1 .. 2**63 - 1; None: one more than the highest version present
+            (if a concurrent export publishes that number first, the next free one).
         top_k: number of next words the signature returns, 1 <= top_k <= vocab_size - 2.
         max_prompt_tokens: the model reads only the last this many tokens of a prompt
             (``<eos>`` included), which bounds time and memory per request; >= 1.
@@ -79,9 +128,13 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
         The path of the new version folder.
 
     Raises:
-        ValueError: bad ``model_name``, ``version`` or ``top_k``; a LiteRT option error
+        ValueError: bad ``model_name``, ``version`` or ``top_k``; a base path that is a
+            file; a LiteRT option error
             (``ConversionError`` and ``QuantizationError`` are ValueErrors).
-        FileExistsError: that version already exists (versions are never overwritten).
+        FileExistsError: that version already exists, or a concurrent export published it
+            first (versions are never overwritten).
+
+    Folders of killed exports (``.tmp-<version>-<pid>`` whose process is gone) are deleted.
     """
     import keras
     import tensorflow as tf
@@ -93,17 +146,18 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
         raise ValueError(
             f"top_k must be between 1 and {predictor.vectorizer.vocab_size - 2} (the number of "
             f"real words), got {top_k}.")
+    check_export_target(model_base_path, model_name, version)
     model_dir = os.path.join(model_base_path, model_name)
-    if version is None:
+    auto_version = version is None
+    if auto_version:
         version = max(version_dirs(model_dir), default=0) + 1
-    if not isinstance(version, int) or version < 1:
-        raise ValueError(f"version must be a positive int, got {version!r}.")
     if not isinstance(max_prompt_tokens, int) or max_prompt_tokens < 1:
         raise ValueError(f"max_prompt_tokens must be a positive int, got {max_prompt_tokens!r}.")
     target = os.path.join(model_dir, str(version))
     if os.path.exists(target):
         raise FileExistsError(f"{target} exists; versions are never overwritten.")
     os.makedirs(model_dir, exist_ok=True)
+    clean_stale_exports(model_dir)
     tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -144,11 +198,36 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
 
             write_bundle(predictor, tmp, max_prompt_tokens=max_prompt_tokens, top_k=top_k,
                          **litert)
-        os.rename(tmp, target)
+        target = _publish(tmp, model_dir, version, auto_version)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_models_config(model_base_path)
     return target
+
+
+def _publish(tmp, model_dir, version, auto_version):
+    """Rename ``tmp`` to its version folder; returns the folder. If another export took that
+    version meanwhile, an automatic version moves on to the next free number.
+
+    Raises:
+        FileExistsError: an explicit ``version`` that another export published first.
+    """
+    while True:
+        target = os.path.join(model_dir, str(version))
+        try:
+            if os.path.exists(target):  # rename would replace an empty folder
+                raise FileExistsError(target)
+            os.rename(tmp, target)
+            return target
+        except OSError as err:
+            if not os.path.exists(target):
+                raise
+            if not auto_version:
+                raise FileExistsError(f"{target} was published by another export meanwhile; "
+                                      "versions are never overwritten.") from None
+            if version >= INT64_MAX:
+                raise ValueError("no version number left below 2**63.") from err
+            version += 1
 
 
 WARMUP = {
@@ -235,6 +314,11 @@ def build_parser():
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    try:  # before the (slow) load: a bad target is one line, not a traceback after work
+        check_export_target(args.model_base_path, args.model_name, args.version)
+    except ValueError as err:
+        print(f"nwp-export: error: {err}", file=sys.stderr)
+        return 2
     from zoo import NextWordPredictor
 
     try:
@@ -260,7 +344,7 @@ def main(argv=None):
     try:
         path = export_saved_model(predictor, args.model_base_path, args.model_name,
                                   args.version, args.top_k, args.max_prompt_tokens, litert)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError) as err:
         print(f"nwp-export: error: {err}", file=sys.stderr)
         return 2
     print(f"exported {path}" + (f" (with the LiteRT bundle, {args.litert_quantization})"

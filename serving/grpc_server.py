@@ -35,6 +35,8 @@ from tensorflow_serving.apis import (
 )
 
 from serving.errors import ServingError, invalid
+from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES,
+                            check_tensor_bytes, check_tokens, proto_cost)
 from serving.servable import check_rows
 
 _MAX_MESSAGE = 1024
@@ -45,9 +47,6 @@ async def _abort(context, err):
     if len(message) > _MAX_MESSAGE:
         message = message[:_MAX_MESSAGE] + "...TRUNCATED"
     await context.abort(getattr(grpc.StatusCode, err.code), message)
-
-
-MAX_ELEMENTS = 1 << 24  # elements in one input tensor of a gRPC request
 
 
 # DataType enum values (tensorflow/core/framework/types.proto) with a fast path below.
@@ -82,6 +81,24 @@ def to_ndarray(proto):
     import tensorflow as tf
 
     return tf.make_ndarray(proto)
+
+
+OFF_LOOP_BYTES = 1 << 20  # inputs this large (cost model) are converted off the event loop
+
+
+def _to_arrays(protos):
+    """``{alias: np.ndarray}`` of a request's input TensorProtos.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT naming the input that cannot be read.
+    """
+    inputs = {}
+    for alias, proto in sorted(protos.items()):
+        try:
+            inputs[alias] = to_ndarray(proto)
+        except (ValueError, TypeError) as err:
+            raise invalid(f"Cannot read input {alias}: {err}") from None
+    return inputs
 
 
 def to_tensor_proto(array, out):
@@ -159,9 +176,12 @@ def _measured(api):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``PredictionService`` over a :class:`serving.servable.ModelManager`."""
 
-    def __init__(self, manager, metrics=None, batcher=None, max_rows=1024, calls=None):
+    def __init__(self, manager, metrics=None, batcher=None, max_rows=1024, calls=None,
+                 max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
+                 max_tokens=DEFAULT_MAX_REQUEST_TOKENS):
         self.manager, self.metrics, self.batcher = manager, metrics, batcher
         self.max_rows = max_rows
+        self.max_tensor_bytes, self.max_tokens = max_tensor_bytes, max_tokens
         self.calls = calls or _Calls()
 
     @_measured("predict")
@@ -180,7 +200,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             if unknown:
                 raise invalid(f"input tensor alias not found in signature: {unknown[0]}. "
                               f"Inputs expected to be in the set {{{','.join(sorted(sig.inputs))}}}.")
-            inputs = {}
+            costs = {}
             for i, (alias, proto) in enumerate(sorted(request.inputs.items())):
                 want = tf.dtypes.as_dtype(sig.inputs[alias].dtype)
                 if proto.dtype != want.as_datatype_enum:
@@ -191,23 +211,28 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     raise invalid(f"Expects arg[{i}] ({alias}) to be {want.name} but {got} is "
                                   "provided")
                 # Before converting: a TensorProto with one value fills any shape it names,
-                # so a few bytes could ask for terabytes.
-                dims = [d.size for d in proto.tensor_shape.dim]
-                if any(d < 0 for d in dims):
-                    raise invalid(f"Input {alias} has a negative dimension: {dims}.")
+                # so a few bytes could ask for terabytes. The cost is read from the proto.
+                dims, costs[alias] = proto_cost(proto, alias)
                 check_rows({alias: dims}, self.max_rows)
-                if math.prod(dims) > MAX_ELEMENTS:
-                    raise invalid(f"Input {alias} of shape {dims} has more than {MAX_ELEMENTS} "
-                                  "elements; split the request.")
-                try:
-                    inputs[alias] = to_ndarray(proto)
-                except (ValueError, TypeError) as err:
-                    raise invalid(f"Cannot read input {alias}: {err}") from None
-            if self.batcher is not None:
-                outputs = await self.batcher.submit_async(servable, signature_name, inputs)
+            check_tensor_bytes(costs, self.max_tensor_bytes)
+            if sum(costs.values()) > OFF_LOOP_BYTES:  # large: convert in a worker thread
+                inputs = await asyncio.get_running_loop().run_in_executor(
+                    None, _to_arrays, request.inputs)
             else:
-                outputs = await asyncio.get_running_loop().run_in_executor(
-                    None, servable.predict, signature_name, inputs)
+                inputs = _to_arrays(request.inputs)
+            check_tokens(key, inputs, self.max_tokens)
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:  # spent while the request was read
+                raise ServingError("DEADLINE_EXCEEDED", "Deadline exceeded before the model "
+                                   "ran; give the call a longer deadline.")
+            run = (self.batcher.submit_async(servable, signature_name, inputs)
+                   if self.batcher is not None else asyncio.get_running_loop().run_in_executor(
+                       None, servable.predict, signature_name, inputs))
+            try:  # the client's deadline bounds the run (grpc.aio also cancels at it)
+                outputs = await asyncio.wait_for(run, remaining)
+            except TimeoutError:
+                raise ServingError("DEADLINE_EXCEEDED", "Deadline exceeded: the model did not "
+                                   "answer within the call's deadline.") from None
             wanted = list(request.output_filter) or sorted(outputs)
             for alias in wanted:
                 if alias not in outputs:
@@ -281,6 +306,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             status = self.manager.status(name, version)
         except ServingError as err:
             await _abort(context, err)
+        status.pop("poll_error", None)  # REST only: the proto has no such field
         return json_format.ParseDict(status, get_model_status_pb2.GetModelStatusResponse())
 
 
@@ -316,19 +342,26 @@ class GrpcServer:
         await self.server.stop(0.5)
 
 
-def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1024):
+def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1024,
+                     max_request_bytes=8 << 20, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
+                     max_tokens=DEFAULT_MAX_REQUEST_TOKENS):
     """A :class:`GrpcServer` bound to ``host:port``, not yet started; call it from the event
     loop that will run it, then ``await server.start()``.
+
+    Limits (the REST server's flags): messages over ``max_request_bytes`` get
+    RESOURCE_EXHAUSTED from grpcio; inputs over ``max_tensor_bytes`` once converted, or
+    over ``max_tokens`` of model work, get INVALID_ARGUMENT (see :mod:`serving.limits`).
 
     Raises:
         OSError: the address cannot be bound (in use, also by another gRPC server: port
             sharing, grpcio's default, is off).
     """
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20),
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_request_bytes),
                                       ("grpc.so_reuseport", 0)])
     calls = _Calls()
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager, metrics, batcher, max_rows, calls), server)
+        PredictionService(manager, metrics, batcher, max_rows, calls, max_tensor_bytes,
+                          max_tokens), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(manager, metrics, calls), server)
     try:

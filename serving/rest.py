@@ -9,8 +9,10 @@ Endpoints (``shared/reference/tf_serving_api.md``, section 1)::
     POST /v1/models/<name>[/versions/<v>]:predict       {"instances": [...]} or {"inputs": ...}
 
 Errors are ``{"error": "..."}`` with TF Serving's HTTP codes (400 bad request, 404 unknown
-model or version, 413 body over ``--max_request_bytes``). A bad request never stops the
-server. Flags use ``tensorflow_model_server``'s names, so the two can be swapped::
+model or version, 413 body over ``--max_request_bytes``, 504 past
+``--rest_api_timeout_in_ms``). Inputs over ``--max_request_tensor_bytes`` once converted or
+over ``--max_request_tokens`` of work get 400 before the model runs (:mod:`serving.limits`).
+A bad request never stops the server. Flags use ``tensorflow_model_server``'s names, so the two can be swapped::
 
     nwp-serve --port=8500 --rest_api_port=8501 --model_name=nwp \
         --model_base_path=saved_models/nwp
@@ -29,14 +31,20 @@ import os
 import re
 import sys
 import time
+import zlib
 from urllib.parse import unquote
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from serving import metrics as metrics_module
 from serving.errors import ServingError, invalid
 from serving.json_tensor import format_predict_response, parse_predict_request
-from serving.servable import ModelManager, check_rows, read_model_config_file
+from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES,
+                            array_cost, check_tensor_bytes, check_tokens)
+from serving.servable import (ModelManager, check_poll_seconds, check_rows,
+                              read_model_config_file)
 
 # tensorflow_serving/model_servers/http_rest_api_util.cc
 _POST_RE = re.compile(
@@ -51,6 +59,10 @@ LIMIT_KEY = web.AppKey("max_batch_size_per_request", int)
 METRICS_KEY = web.AppKey("metrics", metrics_module.ServerMetrics)
 BATCHER_KEY = web.AppKey("batcher", object)
 CORS_KEY = web.AppKey("cors", bool)
+LIMITS_KEY = web.AppKey("limits", dict)
+BODY_LIMIT_KEY = web.AppKey("max_request_bytes", int)
+TIMEOUT_KEY = web.AppKey("rest_api_timeout_in_ms", int)
+PHASE_KEY = web.RequestKey("phase", str)
 _INT64_MAX = 2 ** 63 - 1
 
 
@@ -106,6 +118,64 @@ def _parse_json(raw):
         raise invalid(f"JSON Parse error: {err}") from None
 
 
+OFF_LOOP_BYTES = 64 << 10  # bodies this large are parsed in a worker thread
+
+
+async def _off_loop(fn, *args, heavy=None):
+    """``fn(*args)``, in the default executor when the body is over :data:`OFF_LOOP_BYTES`
+    (``heavy``: its size; for ``_parse_json`` the raw body itself), so that parsing a large
+    body does not stall other requests on the event loop."""
+    size = heavy if heavy is not None else (len(args[0]) if isinstance(args[0], bytes) else 0)
+    if size < OFF_LOOP_BYTES:
+        return fn(*args)
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+async def _read_body(request):
+    """The request body, decompressed as its Content-Encoding says.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT (400) for a body that does not decompress.
+        web.HTTPRequestEntityTooLarge: the body is over ``--max_request_bytes``.
+    """
+    try:
+        return await request.read()
+    except RequestPayloadError as err:
+        cause = err.__cause__ or err.__context__
+        if not isinstance(cause, (ContentEncodingError, zlib.error)):
+            raise ConnectionResetError(f"request body not received: {err}") from None
+        raise invalid(f"Cannot decode the request body (Content-Encoding: "
+                      f"{request.headers.get('Content-Encoding', 'none')}): {cause}. Send it "
+                      "uncompressed or correctly encoded.") from None
+
+
+async def _with_deadline(request, work):
+    """Await ``work`` within ``--rest_api_timeout_in_ms`` (TF Serving's flag; counted from
+    the start of the request, body included; 0: none).
+
+    Raises:
+        ServingError: DEADLINE_EXCEEDED (HTTP 504) if the model run (or parsing) does not
+            finish in time, as TF Serving's timed-out graph run; the run itself finishes in
+            its worker thread and its answer is dropped.
+        web.HTTPRequestTimeout: 408 if the body did not arrive in time (a slow client).
+    """
+    timeout_ms = request.app[TIMEOUT_KEY]
+    if not timeout_ms:
+        return await work
+    try:
+        return await asyncio.wait_for(work, timeout_ms / 1000)
+    except TimeoutError:
+        if request.get(PHASE_KEY) == "body":
+            raise web.HTTPRequestTimeout(
+                text=json.dumps({"error": f"The request body did not arrive within {timeout_ms} "
+                                          "ms (--rest_api_timeout_in_ms)."}),
+                content_type="application/json") from None
+        raise ServingError("DEADLINE_EXCEEDED",
+                           f"Deadline exceeded: the request took more than {timeout_ms} ms "
+                           "(--rest_api_timeout_in_ms). Send fewer or shorter prompts, or "
+                           "raise the flag.") from None
+
+
 async def handle_get(request, path):
     match = _GET_RE.fullmatch(path)
     if not match:
@@ -130,7 +200,10 @@ async def handle_post(request, path):
     name, version = unquote(name), _version(version)
     request["model_name"] = name
     label = unquote(label) if label else None
-    body = _parse_json(await request.read())
+    request[PHASE_KEY] = "body"
+    raw = await _read_body(request)
+    request[PHASE_KEY] = "run"
+    body = await _off_loop(_parse_json, raw)
     if not isinstance(body, dict):
         raise invalid(f"JSON Value: {json.dumps(body)[:200]} Is not object")
     signature_name = body.get("signature_name", "")
@@ -147,8 +220,14 @@ async def handle_post(request, path):
         if not examples:
             raise invalid("'examples' value is an empty array")
         servable.refuse_classify_regress(verb, signature_name)
-    inputs, row_format = parse_predict_request(body, servable.input_dtypes(signature_name))
+    inputs, row_format = await _off_loop(parse_predict_request, body,
+                                         servable.input_dtypes(signature_name),
+                                         heavy=len(raw))
     check_rows({alias: array.shape for alias, array in inputs.items()}, request.app[LIMIT_KEY])
+    limits = request.app[LIMITS_KEY]
+    check_tensor_bytes({alias: array_cost(a) for alias, a in inputs.items()},
+                       limits["max_tensor_bytes"])
+    check_tokens(signature_name or "serving_default", inputs, limits["max_tokens"])
     batcher = request.app[BATCHER_KEY]
     if batcher is not None:  # waits on the loop; the batch thread wakes it
         outputs = await batcher.submit_async(servable, signature_name, inputs)
@@ -177,11 +256,25 @@ async def handle_v1(request):
         if request.method == "GET":
             return await handle_get(request, path)
         if request.method == "POST":
-            return await handle_post(request, path)
+            return await _with_deadline(request, handle_post(request, path))
         raise invalid(f"Malformed request: {request.method} {path}")
     except ServingError as err:
         status = err.code
         return _error(err)
+    except web.HTTPRequestEntityTooLarge:
+        status = "RESOURCE_EXHAUSTED"
+        limit = request.app[BODY_LIMIT_KEY]
+        return web.json_response(
+            {"error": f"Request body too large: more than {limit} bytes (--max_request_bytes). "
+                      "Split the request or raise the flag."}, status=413)
+    except web.HTTPRequestTimeout:
+        status = "DEADLINE_EXCEEDED"
+        raise
+    except (ConnectionError, asyncio.CancelledError) as err:  # the client hung up
+        status = "CANCELLED"
+        request.app.logger.info("client %s hung up during %s %s (%s)", request.remote,
+                                request.method, path, type(err).__name__)
+        raise
     except BaseException:
         status = "INTERNAL"
         raise
@@ -204,6 +297,8 @@ async def errors_as_json(request, handler):
                                  status=413)
     except web.HTTPException:
         raise
+    except ConnectionError:  # the client hung up (logged in one line by handle_v1)
+        return web.json_response({"error": "The client closed the connection."}, status=499)
     except Exception as err:  # noqa: BLE001  a server must answer, never die
         request.app.logger.exception("internal error")
         return web.json_response({"error": f"Internal error: {type(err).__name__}: {err}"},
@@ -211,9 +306,16 @@ async def errors_as_json(request, handler):
 
 
 def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024,
-             metrics=None, batcher=None, cors=False):
+             metrics=None, batcher=None, cors=False, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
+             max_tokens=DEFAULT_MAX_REQUEST_TOKENS, timeout_ms=30000):
     """The aiohttp application serving ``manager``'s models (with ``metrics`` and an
-    optional :class:`serving.batching.Batcher`)."""
+    optional :class:`serving.batching.Batcher`).
+
+    Limits: bodies over ``max_request_bytes`` get 413; inputs over ``max_tensor_bytes``
+    once converted or over ``max_tokens`` tokens of work get 400 (:mod:`serving.limits`);
+    a ``:predict`` not answered within ``timeout_ms`` milliseconds gets 504 (0: no limit),
+    one whose body has not arrived by then 408.
+    """
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
     app[MANAGER_KEY] = manager
     app[BATCHER_KEY] = batcher
@@ -231,6 +333,9 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     app.on_startup.append(threads)
     app[METRICS_KEY] = metrics or metrics_module.ServerMetrics()
     app[LIMIT_KEY] = max_batch_size_per_request
+    app[BODY_LIMIT_KEY] = max_request_bytes
+    app[TIMEOUT_KEY] = timeout_ms
+    app[LIMITS_KEY] = {"max_tensor_bytes": max_tensor_bytes, "max_tokens": max_tokens}
     app.router.add_route("*", "/{tail:.*}", handle_v1)
     return app
 
@@ -265,7 +370,16 @@ def build_parser():
     p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
                    help="TensorFlow ops run at once (0: TensorFlow chooses)")
     p.add_argument("--max_request_bytes", type=int, default=8 << 20,
-                   help="larger request bodies get 413")
+                   help="larger request bodies get 413 (REST) or RESOURCE_EXHAUSTED (gRPC)")
+    p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
+                   help="REST requests not answered in this many milliseconds get 504 "
+                        "(408 if the body is still arriving); 0: no limit (TF Serving's flag)")
+    p.add_argument("--max_request_tensor_bytes", type=int, default=DEFAULT_MAX_TENSOR_BYTES,
+                   help="requests whose inputs would take more memory once converted get 400 "
+                        "(a string costs 64 bytes + its length, a number its size)")
+    p.add_argument("--max_request_tokens", type=int, default=DEFAULT_MAX_REQUEST_TOKENS,
+                   help="requests asking for more tokens of model work (prompt tokens, at most "
+                        "256 a prompt, + generate's max_new_tokens) get 400")
     p.add_argument("--max_batch_size_per_request", type=int, default=1024,
                    help="requests with more rows (prompts) get 400; bounds memory per request")
     return p
@@ -278,12 +392,24 @@ def main(argv=None):
     for flag in ("rest_api_port", "port"):
         if not 0 <= getattr(args, flag) <= 65535:
             parser.error(f"--{flag} must be in 0..65535, got {getattr(args, flag)}")
-    if args.max_batch_size_per_request < 1 or args.max_request_bytes < 1:
-        parser.error("--max_batch_size_per_request and --max_request_bytes must be >= 1")
+    for flag in ("max_batch_size_per_request", "max_request_bytes", "max_request_tensor_bytes",
+                 "max_request_tokens"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if not 0 <= args.rest_api_timeout_in_ms <= 86_400_000:
+        parser.error(f"--rest_api_timeout_in_ms must be in 0..86400000 (0: no limit), got "
+                     f"{args.rest_api_timeout_in_ms}")
+    if args.max_request_bytes > (1 << 31) - 1:  # grpcio's message limit is an int32
+        parser.error(f"--max_request_bytes must be at most {(1 << 31) - 1}, got "
+                     f"{args.max_request_bytes}")
     for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
         if not 0 <= getattr(args, flag) <= 4096:
             parser.error(f"--{flag} must be in 0..4096 (0: TensorFlow chooses), got "
                          f"{getattr(args, flag)}")
+    try:
+        check_poll_seconds(args.file_system_poll_wait_seconds)
+    except ValueError as err:
+        parser.error(str(err))
     if args.batching_parameters_file and not args.enable_batching:
         parser.error("--batching_parameters_file needs --enable_batching (as in TF Serving)")
     batcher = None
@@ -312,15 +438,17 @@ def main(argv=None):
     except Exception as err:  # noqa: BLE001  any load failure: say what and where, exit 2
         print(f"nwp-serve: error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
-    for name, base in manager.base_paths.items():
-        versions = [s["version"] for s in manager.status(name)["model_version_status"]
-                    if s["state"] == "AVAILABLE"]
-        print(f"serving model {name!r} version(s) {', '.join(versions)} from {base} at "
-              f"http://{args.host}:{args.rest_api_port}/v1/models/{name}", flush=True)
+    def announce(_aiohttp_banner):  # called by run_app once the REST port is bound
+        for name, base in manager.base_paths.items():
+            versions = [s["version"] for s in manager.status(name)["model_version_status"]
+                        if s["state"] == "AVAILABLE"]
+            print(f"serving model {name!r} version(s) {', '.join(versions)} from {base} at "
+                  f"http://{args.host}:{args.rest_api_port}/v1/models/{name}", flush=True)
     manager.start_polling(args.file_system_poll_wait_seconds)
     metrics = metrics_module.ServerMetrics()
     app = make_app(manager, args.max_request_bytes, args.max_batch_size_per_request, metrics,
-                   batcher, args.rest_api_enable_cors_support)
+                   batcher, args.rest_api_enable_cors_support, args.max_request_tensor_bytes,
+                   args.max_request_tokens, args.rest_api_timeout_in_ms)
     if args.port:
         servers = []
 
@@ -328,7 +456,10 @@ def main(argv=None):
             from serving.grpc_server import make_grpc_server
 
             server = make_grpc_server(manager, args.host, args.port, metrics=metrics,
-                                      batcher=batcher, max_rows=args.max_batch_size_per_request)
+                                      batcher=batcher, max_rows=args.max_batch_size_per_request,
+                                      max_request_bytes=args.max_request_bytes,
+                                      max_tensor_bytes=args.max_request_tensor_bytes,
+                                      max_tokens=args.max_request_tokens)
             await server.start()
             servers.append(server)
             print(f"gRPC on {args.host}:{args.port}", flush=True)
@@ -347,7 +478,7 @@ def main(argv=None):
 
         app.on_shutdown.insert(0, hurry_batches)
     try:
-        web.run_app(app, host=args.host, port=args.rest_api_port, print=None,
+        web.run_app(app, host=args.host, port=args.rest_api_port, print=announce,
                     shutdown_timeout=10.0)
     except OSError as err:
         print(f"nwp-serve: error: cannot listen on {args.host}: {err}", file=sys.stderr)

@@ -9,18 +9,25 @@ temporary export folders (``.tmp-7-123``) are never picked up.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 import threading
 
 from google.protobuf import json_format
 
 from serving.errors import ServingError, invalid
+from serving.limits import parse_version
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
 
 
 def list_versions(base_path):
-    """``{version: path}`` for the children of ``base_path`` named by an integer."""
+    """``{version: path}`` for the children of ``base_path`` named by a version number
+    (ASCII digits, 1 .. 2**63 - 1: :func:`serving.limits.parse_version`); other names
+    (``.tmp-3-99``, ``²``, ``0``, ``01x``) are ignored."""
     versions = {}
     try:
         names = os.listdir(base_path)
@@ -28,9 +35,31 @@ def list_versions(base_path):
         return versions
     for name in names:
         path = os.path.join(base_path, name)
-        if name.isdigit() and os.path.isdir(path):
-            versions.setdefault(int(name), path)
+        version = parse_version(name)
+        if version is not None and os.path.isdir(path):
+            versions.setdefault(version, path)
     return versions
+
+
+MAX_POLL_SECONDS = 86400.0
+
+
+def check_poll_seconds(seconds):
+    """Return ``seconds`` as a float if it is a usable poll interval: finite, 0 (load once)
+    .. :data:`MAX_POLL_SECONDS` (a day).
+
+    Raises:
+        ValueError: NaN, infinite, negative or larger values, saying what is allowed.
+    """
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        raise ValueError(f"--file_system_poll_wait_seconds must be a number, got "
+                         f"{seconds!r}.") from None
+    if not (math.isfinite(value) and 0 <= value <= MAX_POLL_SECONDS):
+        raise ValueError(f"--file_system_poll_wait_seconds must be between 0 (load once) and "
+                         f"{MAX_POLL_SECONDS:g} seconds, got {seconds!r}.")
+    return value
 
 
 def _graph_error_message(err):
@@ -45,6 +74,12 @@ def _graph_error_message(err):
 class Servable:
     """One loaded SavedModel version.
 
+    A signature whose outputs vary in width past dimension 0 (``score``, whose memory
+    grows with rows x tokens x vocabulary) runs in chunks of rows holding at most
+    :attr:`tokens_per_run` estimated tokens each (:func:`serving.limits.estimate_tokens`),
+    and the chunks' outputs are zero-padded to the widest and concatenated: the answer is
+    the one a single run gives, in bounded memory.
+
     Args:
         name: model name.
         version: int version.
@@ -53,6 +88,8 @@ class Servable:
     Raises:
         OSError / ValueError from TensorFlow: the directory is not a loadable SavedModel.
     """
+
+    tokens_per_run = 4096
 
     def __init__(self, name, version, path):
         import tensorflow as tf
@@ -130,6 +167,12 @@ class Servable:
             raise invalid(f"input size does not match signature: {len(inputs)}!="
                           f"{len(sig.inputs)} len({{{','.join(sorted(inputs))}}}) != "
                           f"len({{{','.join(sorted(sig.inputs))}}})")
+        if self.batchable(key):
+            return self._run(key, inputs)
+        return _run_in_chunks(lambda chunk: self._run(key, chunk), inputs,
+                              self.tokens_per_run)
+
+    def _run(self, key, inputs):
         fn = self._loaded.signatures[key]
         tf = self._tf
         try:
@@ -155,6 +198,46 @@ class Servable:
                 sig_map, preserving_proto_field_name=True,
                 always_print_fields_with_no_presence=True)},
         }
+
+
+def _run_in_chunks(run, inputs, tokens_per_run):
+    """``run`` over consecutive row chunks of ``inputs`` (each chunk at most
+    ``tokens_per_run`` estimated tokens, at least one row), outputs zero-padded (b"" for
+    strings) past dimension 0 to the widest chunk and concatenated along dimension 0."""
+    import numpy as np
+
+    from serving.limits import estimate_tokens
+
+    rows = {a.shape[0] if getattr(a, "ndim", 0) else None for a in inputs.values()}
+    if len(rows) != 1 or None in rows or next(iter(rows)) <= 1:
+        return run(inputs)  # scalars or mismatched rows: the graph decides
+    n = next(iter(rows))
+    bounds, start, used = [], 0, 0
+    for i in range(n):
+        cost = estimate_tokens("", {a: v[i:i + 1] for a, v in inputs.items()})
+        if i > start and used + cost > tokens_per_run:
+            bounds.append((start, i))
+            start, used = i, 0
+        used += cost
+    bounds.append((start, n))
+    if len(bounds) == 1:
+        return run(inputs)
+    parts = [run({a: v[lo:hi] for a, v in inputs.items()}) for lo, hi in bounds]
+    merged = {}
+    for alias in parts[0]:
+        arrays = [p[alias] for p in parts]
+        if arrays[0].ndim <= 1:
+            merged[alias] = np.concatenate(arrays)
+            continue
+        width = [max(a.shape[d] for a in arrays) for d in range(1, arrays[0].ndim)]
+        fill = b"" if arrays[0].dtype == object else 0
+        padded = []
+        for a in arrays:
+            pad = [(0, 0)] + [(0, w - a.shape[d + 1]) for d, w in enumerate(width)]
+            padded.append(np.pad(a, pad, constant_values=fill) if any(p[1] for p in pad)
+                          else a)
+        merged[alias] = np.concatenate(padded)
+    return merged
 
 
 def _fixed_output_shapes(sig):
@@ -266,6 +349,7 @@ class ModelManager:
         self._servables = {name: {} for name in self.configs}
         self._states = {name: {} for name in self.configs}  # version -> (state, code, msg)
         self._failed = {name: {} for name in self.configs}  # version -> folder mtime
+        self._poll_errors = {}  # name -> message of the last failed poll
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
@@ -283,52 +367,81 @@ class ModelManager:
                         f"{version}, which is not available (TF Serving refuses such labels).")
             if not self._servables[name]:
                 errors = [m for st, code, m in self._states[name].values() if code != "OK"]
+                if name in self._poll_errors:
+                    errors.append(self._poll_errors[name])
                 raise RuntimeError(
                     f"No loadable version of model {name!r} under {config.base_path}: expected "
                     "a folder named by an integer (e.g. 1/) holding a SavedModel (nwp-export "
                     "writes one)." + (f" Load errors: {'; '.join(errors)}" if errors else ""))
 
     def poll(self):
-        """One pass over every model's base path (see the class docstring)."""
+        """One pass over every model's base path (see the class docstring).
+
+        An exception while polling one model (an unreadable folder, a loader bug) is logged
+        and reported in that model's status (``poll_error``); the other models are polled
+        and the versions being served keep serving. It is cleared by the next clean pass.
+        """
         for name, config in self.configs.items():
-            on_disk = list_versions(config.base_path)
-            loaded = dict(self._servables[name])
-            while True:  # a version that fails drops out, and the next best is aspired
-                mtimes = {v: _mtime(p) for v, p in on_disk.items()}
-                aspired = config.aspired(
-                    {v: p for v, p in on_disk.items() if self._failed[name].get(v) != mtimes[v]})
-                failed_now = False
-                for version in sorted(aspired - set(loaded), reverse=True):
-                    self._set_state(name, version, "LOADING", "OK", "")
-                    try:
-                        loaded[version] = self._loader(name, version, on_disk[version])
-                    except Exception as err:  # noqa: BLE001  a broken version: report, go on
-                        self._failed[name][version] = mtimes[version]
-                        self._set_state(name, version, "END", "UNKNOWN",  # as TF Serving
-                                        f"Failed to load {on_disk[version]}: "
-                                        f"{type(err).__name__}: {err}")
-                        failed_now = True
-                        continue
-                    self._failed[name].pop(version, None)
-                    self._set_state(name, version, "AVAILABLE", "OK", "")
-                if not failed_now:
-                    break
-            if any(v in aspired for v in loaded):  # never drop the last good version
-                for version in [v for v in loaded if v not in aspired]:
-                    del loaded[version]
-                    self._set_state(name, version, "END", "OK", "")
-            with self._lock:
-                self._servables[name] = loaded
+            try:
+                self._poll_model(name, config)
+            except Exception as err:  # noqa: BLE001  the poller must outlive any surprise
+                log.exception("polling model %r under %s failed", name, config.base_path)
+                with self._lock:
+                    self._poll_errors[name] = (f"Polling {config.base_path} failed: "
+                                               f"{type(err).__name__}: {err}")
+            else:
+                with self._lock:
+                    self._poll_errors.pop(name, None)
+
+    def _poll_model(self, name, config):
+        """One pass over one model's base path (see :meth:`poll`)."""
+        on_disk = list_versions(config.base_path)
+        loaded = dict(self._servables[name])
+        while True:  # a version that fails drops out, and the next best is aspired
+            mtimes = {v: _mtime(p) for v, p in on_disk.items()}
+            aspired = config.aspired(
+                {v: p for v, p in on_disk.items() if self._failed[name].get(v) != mtimes[v]})
+            failed_now = False
+            for version in sorted(aspired - set(loaded), reverse=True):
+                self._set_state(name, version, "LOADING", "OK", "")
+                try:
+                    loaded[version] = self._loader(name, version, on_disk[version])
+                except Exception as err:  # noqa: BLE001  a broken version: report, go on
+                    self._failed[name][version] = mtimes[version]
+                    self._set_state(name, version, "END", "UNKNOWN",  # as TF Serving
+                                    f"Failed to load {on_disk[version]}: "
+                                    f"{type(err).__name__}: {err}")
+                    failed_now = True
+                    continue
+                self._failed[name].pop(version, None)
+                self._set_state(name, version, "AVAILABLE", "OK", "")
+            if not failed_now:
+                break
+        if any(v in aspired for v in loaded):  # never drop the last good version
+            for version in [v for v in loaded if v not in aspired]:
+                del loaded[version]
+                self._set_state(name, version, "END", "OK", "")
+        with self._lock:
+            self._servables[name] = loaded
 
     def start_polling(self, seconds):
         """Poll every ``seconds`` in a daemon thread (TF Serving's
-        ``--file_system_poll_wait_seconds``); ``seconds <= 0`` does nothing."""
-        if seconds <= 0 or self._thread is not None:
+        ``--file_system_poll_wait_seconds``); ``0`` does nothing.
+
+        Raises:
+            ValueError: ``seconds`` is not a finite number in 0 .. one day
+                (:func:`check_poll_seconds`).
+        """
+        seconds = check_poll_seconds(seconds)
+        if seconds == 0 or self._thread is not None:
             return
 
         def loop():
             while not self._stop.wait(seconds):
-                self.poll()
+                try:
+                    self.poll()
+                except BaseException:  # noqa: BLE001  poll() catches per model; belt and braces
+                    log.exception("version poll failed; polling goes on")
 
         self._thread = threading.Thread(target=loop, name="model-poller", daemon=True)
         self._thread.start()
@@ -350,6 +463,7 @@ class ModelManager:
         """The ``GetModelStatusResponse`` body: every version seen, newest first."""
         with self._lock:
             states = dict(self._states.get(name) or {})
+            poll_error = self._poll_errors.get(name)
         if not states:
             raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
         if version is not None:
@@ -357,10 +471,13 @@ class ModelManager:
                 raise ServingError("NOT_FOUND", f"Could not find version {version} of model "
                                                 f"{name}")
             states = {version: states[version]}
-        return {"model_version_status": [
+        answer = {"model_version_status": [
             {"version": str(v), "state": states[v][0],
              "status": {"error_code": states[v][1], "error_message": states[v][2]}}
             for v in sorted(states, reverse=True)]}
+        if poll_error:  # not in TF Serving's answer; gRPC leaves it out
+            answer["poll_error"] = poll_error
+        return answer
 
     def get(self, name, version=None, label=None):
         """The servable for a request: a labelled or specific version, or the latest.

@@ -117,12 +117,26 @@ def check_args(args):
         problems.append(f"--model must be one of {', '.join(PRESET_NAMES)}")
     if args.dropout is not None and not 0 <= args.dropout < 1:
         problems.append("--dropout must be in [0, 1)")
-    if args.learning_rate <= 0:
-        problems.append("--learning-rate must be > 0")
-    if args.clipnorm <= 0:
+    if not args.learning_rate > 0 or not math.isfinite(args.learning_rate):
+        problems.append("--learning-rate must be a finite number > 0")
+    if args.max_vocab is not None and args.max_vocab < 2:
+        problems.append(f"--max-vocab must be >= 2 (<eos> and at least one word), got "
+                        f"{args.max_vocab}")
+    if args.min_count < 1:
+        problems.append(f"--min-count must be >= 1, got {args.min_count}")
+    if not (args.lr_decay > 0 and math.isfinite(args.lr_decay)):
+        problems.append(f"--lr-decay must be a finite number > 0 (1: no decay), got "
+                        f"{args.lr_decay}")
+    if args.decay_after < 0:
+        problems.append(f"--decay-after must be >= 0, got {args.decay_after}")
+    if args.time_budget_minutes is not None and not (
+            args.time_budget_minutes > 0 and math.isfinite(args.time_budget_minutes)):
+        problems.append(f"--time-budget-minutes must be a finite number > 0, got "
+                        f"{args.time_budget_minutes}")
+    if not args.clipnorm > 0:
         problems.append(f"--clipnorm must be > 0 (got {args.clipnorm}); --no-clip turns "
                         "clipping off")
-    if args.clipvalue is not None and args.clipvalue <= 0:
+    if args.clipvalue is not None and not args.clipvalue > 0:
         problems.append("--clipvalue must be > 0")
     if args.early_stopping is not None and args.early_stopping < 1:
         problems.append("--early-stopping must be >= 1")

@@ -198,3 +198,19 @@ def test_only_signatures_with_fixed_output_shapes_are_batched(exported):
     servable = Servable("nwp", 1, str(exported[1]))
     assert servable.batchable("") and servable.batchable("generate")
     assert not servable.batchable("score")  # token_log_probs [-1, -1]: padding would leak
+
+
+def test_score_in_bounded_chunks_equals_one_run(exported):
+    from serving.servable import Servable
+
+    servable = Servable("nwp", 1, str(exported[1]))
+    texts = np.array([b"the name of the", b"", b"return the value of the first line of the",
+                      b"a", b"in the", b"the module"], dtype=object)
+    servable.tokens_per_run = 10 ** 9
+    whole = servable.predict("score", {"text": texts})
+    servable.tokens_per_run = 12  # several runs of a few rows each
+    chunked = servable.predict("score", {"text": texts})
+    assert whole["token_log_probs"].shape == chunked["token_log_probs"].shape
+    np.testing.assert_array_equal(whole["num_tokens"], chunked["num_tokens"])
+    np.testing.assert_allclose(chunked["token_log_probs"], whole["token_log_probs"], atol=1e-5)
+    np.testing.assert_allclose(chunked["perplexity"], whole["perplexity"], rtol=1e-5)

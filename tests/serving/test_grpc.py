@@ -150,7 +150,7 @@ def test_wrong_dtypes_unknown_signatures_and_too_many_rows(channel):
 
 @pytest.mark.parametrize("dims, message", [
     ([2_000_000_000], "at most 1000"),  # one string_val would fill 2e9 rows
-    ([10, 1 << 22], "more than 16777216 elements"),
+    ([10, 1 << 22], "--max_request_tensor_bytes"),  # 41M strings: 2.7 GB in memory
     ([-5], "negative dimension"),
 ])
 def test_a_tiny_tensor_proto_cannot_ask_for_a_huge_array(channel, dims, message):

@@ -136,3 +136,25 @@ def test_gradient_flow_callback_writes_a_curve_per_epoch(tmp_path):
     assert {r.split(",")[0] for r in rows} == {"epoch 1", "epoch 2"}
     assert len(rows) == 2 * 12 and all(float(r.split(",")[3]) >= 0 for r in rows)
     assert (tmp_path / "gradient_flow.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-vocab", "0"], "--max-vocab must be >= 2"),
+    (["--max-vocab", "-5"], "--max-vocab must be >= 2"),
+    (["--lr-decay", "-0.5"], "--lr-decay must be a finite number > 0"),
+    (["--lr-decay", "nan"], "--lr-decay must be a finite number > 0"),
+    (["--time-budget-minutes", "-1"], "--time-budget-minutes must be a finite number > 0"),
+    (["--time-budget-minutes", "inf"], "--time-budget-minutes must be a finite number > 0"),
+    (["--learning-rate", "nan"], "--learning-rate must be a finite number > 0"),
+    (["--decay-after", "-1"], "--decay-after must be >= 0"),
+    (["--min-count", "0"], "--min-count must be >= 1"),
+])
+def test_bad_numbers_are_one_line_errors_before_any_work(flags, message, capsys, tmp_path):
+    from training.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--corpus", "default", "--output", str(tmp_path / "run"), *flags])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()  # nothing was started

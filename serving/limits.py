@@ -1,0 +1,148 @@
+"""What one request may cost, checked before any tensor is built (REST and gRPC alike).
+
+The server refuses, with INVALID_ARGUMENT (HTTP 400) naming the limit and the flag that
+raises it, a request whose inputs would take more than ``--max_request_tensor_bytes`` of
+memory once converted, or more than ``--max_request_tokens`` tokens of model work. Body
+size (``--max_request_bytes``) is enforced by the transports themselves: aiohttp answers 413
+and grpcio RESOURCE_EXHAUSTED for a larger message.
+
+Cost model of one input tensor (bytes):
+
+* a numeric or bool element costs its item size (float32: 4, int64: 8, bool: 1, ...);
+* a string element costs :data:`STRING_ELEMENT_BYTES` (the Python ``bytes`` object, the
+  pointer to it and TensorFlow's ``tstring``) plus its length.
+
+This module has no TensorFlow import; it also holds :func:`parse_version`, the one rule for
+version folder names shared by ``nwp-export`` and the server.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from serving.errors import invalid
+
+INT64_MAX = 2 ** 63 - 1
+STRING_ELEMENT_BYTES = 64
+MAX_PROMPT_TOKENS = 256  # nwp-export's default --max_prompt_tokens; generate's cap too
+DEFAULT_MAX_TENSOR_BYTES = 256 << 20
+DEFAULT_MAX_REQUEST_TOKENS = 1 << 18
+
+# DataType enum (tensorflow/core/framework/types.proto) -> item size in bytes.
+ITEM_BYTES = {1: 4, 2: 8, 3: 4, 4: 1, 5: 2, 6: 1, 9: 8, 10: 1, 14: 2, 17: 2, 18: 16,
+              19: 2, 22: 4, 23: 8, 8: 8}
+DT_STRING = 7
+
+_VERSION_RE = re.compile(r"[0-9]{1,19}")
+
+
+def parse_version(name):
+    """The version number a folder ``name`` stands for, or None.
+
+    A version folder is named by ASCII digits only (no sign, no space, no ``²`` or other
+    Unicode digit) and stands for 1 .. 2**63 - 1 (TF Serving's int64 versions).
+    """
+    if not isinstance(name, str) or not _VERSION_RE.fullmatch(name):
+        return None
+    value = int(name)
+    return value if 1 <= value <= INT64_MAX else None
+
+
+def tensor_bytes(num_elements, item_bytes=None, string_bytes=0):
+    """Memory (bytes) of a tensor of ``num_elements``: numeric with ``item_bytes`` per
+    element, or (``item_bytes`` None) strings whose lengths sum to ``string_bytes``."""
+    if item_bytes is None:
+        return num_elements * STRING_ELEMENT_BYTES + string_bytes
+    return num_elements * item_bytes
+
+
+def check_tensor_bytes(costs, limit):
+    """Refuse inputs whose converted size exceeds ``limit``.
+
+    Args:
+        costs: ``{alias: bytes}`` from :func:`tensor_bytes`.
+        limit: ``--max_request_tensor_bytes``.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT naming the sizes, the limit and the flag.
+    """
+    total = sum(costs.values())
+    if total > limit:
+        detail = ", ".join(f"{a}: {c} bytes" for a, c in sorted(costs.items()))
+        raise invalid(f"The request's inputs would take {total} bytes in memory ({detail}); "
+                      f"this server takes at most {limit} (--max_request_tensor_bytes). Split "
+                      "the request.")
+
+
+def proto_cost(proto, alias="input"):
+    """``(shape, bytes)`` of a TensorProto once converted, read from the proto only.
+
+    A proto with fewer values than its shape asks for is filled with its last value (as
+    ``tf.make_ndarray`` does), and that fill is counted.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for a negative dimension.
+    """
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise invalid(f"Input {alias} has a negative dimension: {dims}.")
+    size = math.prod(dims)
+    if proto.dtype == DT_STRING:
+        values = proto.string_val
+        given = sum(len(v) for v in values[:size])
+        if len(values) < size:
+            given += (size - len(values)) * (len(values[-1]) if len(values) else 0)
+        return dims, tensor_bytes(size, None, given)
+    return dims, tensor_bytes(size, ITEM_BYTES.get(proto.dtype, 16))
+
+
+def array_cost(array):
+    """Bytes of a NumPy input array under the cost model (strings: object arrays of bytes)."""
+    if array.dtype == object:
+        return tensor_bytes(array.size, None, sum(len(v) for v in array.flat
+                                                  if isinstance(v, (bytes, str))))
+    return tensor_bytes(array.size, array.dtype.itemsize)
+
+
+def estimate_tokens(signature_key, inputs, max_prompt_tokens=MAX_PROMPT_TOKENS):
+    """An upper bound on the tokens a request makes the model process.
+
+    Each prompt in ``text`` counts ``min(its length in bytes + 1, max_prompt_tokens)``
+    tokens (a token is at least one character, plus the leading ``<eos>``; the export reads
+    at most ``max_prompt_tokens``); ``generate`` adds each row's ``max_new_tokens`` (clipped
+    to 0 .. 256 as the signature clips it).
+
+    Args:
+        signature_key: the signature (``""`` is ``serving_default``).
+        inputs: ``{alias: np.ndarray}``.
+
+    Returns:
+        int tokens.
+    """
+    total = 0
+    text = inputs.get("text")
+    if text is not None and getattr(text, "dtype", None) == object:
+        total += sum(min(len(v) + 1, max_prompt_tokens) if isinstance(v, bytes) else 1
+                     for v in text.flat)
+    new = inputs.get("max_new_tokens")
+    if signature_key == "generate" and new is not None:
+        import numpy as np
+
+        total += int(np.clip(np.asarray(new, dtype=np.int64), 0, MAX_PROMPT_TOKENS).sum())
+    return total
+
+
+def check_tokens(signature_key, inputs, limit):
+    """Refuse a request whose :func:`estimate_tokens` exceeds ``limit``
+    (``--max_request_tokens``).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT naming the estimate, the limit and the flag.
+    """
+    tokens = estimate_tokens(signature_key, inputs)
+    if tokens > limit:
+        raise invalid(f"The request asks for up to {tokens} tokens of model work (prompt "
+                      f"tokens, at most {MAX_PROMPT_TOKENS} a prompt, plus max_new_tokens); "
+                      f"this server takes at most {limit} per request (--max_request_tokens). "
+                      "Send fewer or shorter prompts, or fewer new tokens.")
