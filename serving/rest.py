@@ -211,9 +211,9 @@ async def errors_as_json(request, handler):
 
 
 def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024,
-             metrics=None, batcher=None, cors=False):
+             metrics=None, batcher=None, cors=False, web_page=False):
     """The aiohttp application serving ``manager``'s models (with ``metrics`` and an
-    optional :class:`serving.batching.Batcher`)."""
+    optional :class:`serving.batching.Batcher`; ``web_page``: the page at ``/``)."""
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
     app[MANAGER_KEY] = manager
     app[BATCHER_KEY] = batcher
@@ -231,6 +231,10 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     app.on_startup.append(threads)
     app[METRICS_KEY] = metrics or metrics_module.ServerMetrics()
     app[LIMIT_KEY] = max_batch_size_per_request
+    if web_page:  # GET / and /web/<file>, before the API's catch-all route
+        from serving import web_page as web_page_module
+
+        web_page_module.add_routes(app, lambda: list(manager.base_paths))
     app.router.add_route("*", "/{tail:.*}", handle_v1)
     return app
 
@@ -268,6 +272,9 @@ def build_parser():
                    help="larger request bodies get 413")
     p.add_argument("--max_batch_size_per_request", type=int, default=1024,
                    help="requests with more rows (prompts) get 400; bounds memory per request")
+    p.add_argument("--no_web_page", action="store_true",
+                   help="do not serve the page at / (type with suggestions, generate, "
+                        "surprisal; it calls only the REST API)")
     return p
 
 
@@ -320,7 +327,8 @@ def main(argv=None):
     manager.start_polling(args.file_system_poll_wait_seconds)
     metrics = metrics_module.ServerMetrics()
     app = make_app(manager, args.max_request_bytes, args.max_batch_size_per_request, metrics,
-                   batcher, args.rest_api_enable_cors_support)
+                   batcher, args.rest_api_enable_cors_support,
+                   web_page=not args.no_web_page)
     if args.port:
         servers = []
 
