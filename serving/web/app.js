@@ -248,10 +248,14 @@ function onPromptKey(event) {
 
 // ---------- generate ----------
 
-function number(id, parse) {
-  const value = parse($(id).value);
-  if (Number.isNaN(value)) throw new Error($(id).closest("label").firstChild.textContent.trim() +
-                                           " must be a number.");
+// The numbers go to the API as typed (1.5 as a seed, say); the API's message says what is
+// wrong with them.
+function number(id) {
+  const raw = $(id).value.trim();
+  const value = Number(raw);
+  if (raw === "" || Number.isNaN(value)) {
+    throw new Error($(id).closest("label").firstChild.textContent.trim() + " must be a number.");
+  }
   return value;
 }
 
@@ -262,11 +266,11 @@ async function generate(event) {
   try {
     instance = {
       text: $("gen-text").value,
-      max_new_tokens: number("gen-length", (v) => parseInt(v, 10)),
-      temperature: number("gen-temperature", parseFloat),
-      top_k: number("gen-top-k", (v) => parseInt(v, 10)),
-      top_p: number("gen-top-p", parseFloat),
-      seed: number("gen-seed", (v) => parseInt(v, 10)),
+      max_new_tokens: number("gen-length"),
+      temperature: number("gen-temperature"),
+      top_k: number("gen-top-k"),
+      top_p: number("gen-top-p"),
+      seed: number("gen-seed"),
     };
   } catch (err) {
     showError("Generate", err);
