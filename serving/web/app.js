@@ -335,7 +335,7 @@ async function score(event) {
     const n = row.num_tokens;
     const surprisal = row.token_log_probs.slice(0, n).map((lp) => -lp);
     const tokens = splitLike(text, n);
-    const top = Math.max(1, ...surprisal);
+    const FULL = 10;  // nats: full colour (the surprisal of a uniform guess over 22,000 words)
     output.replaceChildren();
     surprisal.forEach((s, i) => {
       const span = document.createElement("span");
@@ -346,7 +346,7 @@ async function score(event) {
       span.dataset.surprisal = String(s);
       span.title = word + ": " + s.toFixed(3) + " nats (p = " + Math.exp(-s).toPrecision(3) + ")";
       span.setAttribute("aria-label", span.title);
-      const alpha = Math.min(1, s / top);
+      const alpha = Math.min(1, s / FULL);
       span.style.backgroundColor = "rgba(204, 51, 17, " + alpha.toFixed(3) + ")";
       if (alpha > 0.55) span.classList.add("dark");
       output.append(span);
@@ -354,8 +354,8 @@ async function score(event) {
     });
     const mean = n ? surprisal.reduce((a, b) => a + b, 0) / n : 0;
     summary.textContent = "Perplexity " + row.perplexity.toFixed(3) + " over " + n +
-      " tokens (mean surprisal " + mean.toFixed(3) + " nats; darkest = " + top.toFixed(2) +
-      " nats)" + (tokens ? "" : "; the tokens could not be lined up with the text");
+      " tokens (mean surprisal " + mean.toFixed(3) + " nats; full colour: " + FULL +
+      " nats or more)" + (tokens ? "" : "; the tokens could not be lined up with the text");
     summary.dataset.perplexity = String(row.perplexity);
     clearError();
   } catch (err) {
@@ -375,6 +375,8 @@ async function start() {
     showError("Models", new Error("The server listed no models."));
     return;
   }
+  const asked = new URLSearchParams(window.location.search).get("model");  // ?model=NAME
+  if (asked && models.includes(asked)) select.value = asked;
   select.addEventListener("change", pickModel);
   $("version").addEventListener("change", pickVersion);
   $("picker").addEventListener("submit", (e) => e.preventDefault());

@@ -1,23 +1,17 @@
 """The page at ``/`` in a real browser: headless Chromium driven by Selenium through
 Debian's ``chromedriver`` (``apt-get install chromium chromium-driver``; ``scripts/test.sh``
 installs them when it runs as root). Skipped, with the reason, where either is missing.
-
-With ``NWP_WEB_SCREENSHOTS=<folder>`` the tests also save a screenshot of each view there
-(``docs/web_*.png`` were made that way).
+(``scripts/web_screenshots.py`` drives the page the same way to make ``docs/web_*.png``.)
 """
 
 import json
 import math
-import os
-import pathlib
 import shutil
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-
-SHOTS = os.environ.get("NWP_WEB_SCREENSHOTS")
 
 
 def _find(*names):
@@ -28,19 +22,27 @@ def _find(*names):
     return None
 
 
+CHROMIUM = _find("chromium", "chromium-browser", "google-chrome")
+CHROMEDRIVER = _find("chromedriver")
+try:
+    import selenium  # noqa: F401
+    MISSING = None
+except ImportError:
+    MISSING = "selenium is not installed (pip install -e '.[test]')"
+if not MISSING and not (CHROMIUM and CHROMEDRIVER):
+    MISSING = ("no headless browser: install Debian's chromium and chromium-driver "
+               "(apt-get install chromium chromium-driver; scripts/test.sh does as root)")
+# Decided before any fixture runs, so a machine without a browser trains no model for it.
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+
+
 @pytest.fixture(scope="module")
 def browser():
-    """A headless Chromium (Selenium WebDriver), or a skip saying what is missing."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install -e '.[test]')")
-    chromium = _find("chromium", "chromium-browser", "google-chrome")
-    driver_path = _find("chromedriver")
-    if not chromium or not driver_path:
-        pytest.skip("no headless browser: install Debian's chromium and chromium-driver "
-                    "(apt-get install chromium chromium-driver)")
+    """A headless Chromium (Selenium WebDriver) through Debian's chromedriver."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = CHROMIUM, CHROMEDRIVER
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -75,12 +77,6 @@ def _wait(driver, condition, timeout=30, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-def _shot(driver, element_id, name):
-    if SHOTS:
-        pathlib.Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        driver.find_element("id", element_id).screenshot(str(pathlib.Path(SHOTS) / name))
 
 
 @pytest.fixture()
@@ -123,7 +119,6 @@ def test_page_suggestions_equal_rest_predict(page, server):
         "return Array.from(document.querySelectorAll('#suggestions .fill'))"
         ".map(f => parseFloat(f.style.width))")
     assert bars == pytest.approx([round(100 * p, 1) for p in probs], abs=0.051)
-    _shot(page, "type-view", "web_type.png")
     # The model and version pickers come from the server (model list, GET status).
     models = page.execute_script(
         "return Array.from(document.getElementById('model').options).map(o => o.value)")
@@ -196,7 +191,6 @@ def test_page_generate_equals_rest_generate(page, server):
     assert output.get_attribute("data-continuation") == answer["continuation"]
     assert int(output.get_attribute("data-num-tokens")) == answer["num_tokens"]
     assert answer["continuation"] in output.text
-    _shot(page, "generate-view", "web_generate.png")
 
 
 def test_page_shows_the_api_error_message(page, server):
@@ -235,9 +229,7 @@ def test_page_surprisal_equals_score(page, server):
     assert f"Perplexity {answer['perplexity']:.3f}" in summary.text
     mean = -sum(answer["token_log_probs"][:n]) / n
     assert math.exp(mean) == pytest.approx(answer["perplexity"], rel=1e-4)
-    _shot(page, "surprisal-view", "web_surprisal.png")
     assert "not available yet" in page.find_element("id", "attention-note").text
-    _shot(page, "attention-view", "web_attention.png")
 
 
 def test_page_fits_a_phone(page):
@@ -246,7 +238,3 @@ def test_page_fits_a_phone(page):
     _suggestions_for(page, "the ")
     assert page.execute_script(
         "return document.documentElement.scrollWidth <= window.innerWidth")
-    if SHOTS:
-        height = page.execute_script("return document.body.scrollHeight")
-        page.set_window_size(390, min(height + 40, 4000))
-        page.save_screenshot(str(pathlib.Path(SHOTS) / "web_phone.png"))
