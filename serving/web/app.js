@@ -121,6 +121,8 @@ async function loadMetadata() {
 
 async function pickModel() {
   state.model = $("model").value;
+  $("version").value = "";  // another model: its latest version
+  state.version = "";
   await loadStatus();
   await loadMetadata();
   suggestNow();

@@ -238,3 +238,46 @@ def test_page_fits_a_phone(page):
     _suggestions_for(page, "the ")
     assert page.execute_script(
         "return document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_page_picks_among_several_models_and_versions(browser, exported, tmp_path):
+    """With --model_config_file: every model is in the picker, the versions are the status's,
+    and the requests go to the model and version picked."""
+    from tests.conftest import running_server
+
+    for version in ("1", "2"):
+        shutil.copytree(exported[1], tmp_path / "two" / version)
+    config = tmp_path / "models.config"
+    config.write_text(f"""model_config_list {{
+      config {{ name: 'nwp' base_path: '{exported[0]}' model_platform: 'tensorflow' }}
+      config {{ name: 'two' base_path: '{tmp_path / "two"}' model_platform: 'tensorflow'
+               model_version_policy {{ all {{}} }} }} }}""")
+    with running_server(f"--model_config_file={config}", model="two") as (url, _):
+        browser.set_window_size(1000, 1300)
+        browser.get(url + "/?model=two")
+        _wait(browser, lambda d: d.execute_script("return document.body.dataset.ready"),
+              what="the page")
+        options = browser.execute_script(
+            "return [document.getElementById('model').value, "
+            "Array.from(document.getElementById('model').options).map(o => o.value), "
+            "Array.from(document.getElementById('version').options).map(o => o.value)]")
+        assert options == ["two", ["nwp", "two"], ["", "2", "1"]]
+        browser.execute_script("""
+            window.asked = [];
+            const fetchNow = window.fetch;
+            window.fetch = (url, options) => { window.asked.push(url); return fetchNow(url, options); };""")
+        from selenium.webdriver.support.ui import Select
+
+        Select(browser.find_element("id", "version")).select_by_value("1")
+        browser.find_element("id", "prompt").send_keys("the ")
+        _suggestions_for(browser, "the ")
+        asked = browser.execute_script("return window.asked")
+        assert "/v1/models/two/versions/1/metadata" in asked
+        assert asked[-1] == "/v1/models/two/versions/1:predict"
+        Select(browser.find_element("id", "model")).select_by_value("nwp")
+        _wait(browser, lambda d: d.execute_script(
+            "return window.asked[window.asked.length - 1] === '/v1/models/nwp:predict'"),
+            what="a request to the other model")
+        assert browser.execute_script(
+            "return Array.from(document.getElementById('version').options)"
+            ".map(o => o.value)") == ["", "1"]
