@@ -158,7 +158,15 @@ async function suggest() {
   try {
     out = await predict("serving_default", [text]);
   } catch (err) {
-    if (seq > typeShown) showError("Suggestions", err);
+    if (seq > typeShown) {  // the newest answer is an error: no older words under it
+      typeShown = seq;
+      state.suggestions = null;
+      const list = $("suggestions");
+      list.replaceChildren();
+      list.dataset.seq = String(seq);
+      delete list.dataset.text;
+      showError("Suggestions", err);
+    }
     return;
   }
   if (seq <= typeShown) return;  // a newer answer is already on screen
