@@ -6,6 +6,8 @@ import pathlib
 import urllib.error
 import urllib.request
 
+import pytest
+
 from tests.conftest import running_server
 
 WEB = pathlib.Path(__file__).resolve().parents[2] / "serving" / "web"
@@ -64,6 +66,11 @@ def test_page_is_served_and_no_web_page_turns_it_off(server, exported):
         assert status == 200 and headers["Content-Type"].startswith(kind)
         assert body == (WEB / name).read_bytes()
         assert b"http://" not in body and b"https://" not in body
+    for method in ("POST", "PUT"):  # other methods still reach the API's 404, as before
+        request = urllib.request.Request(server + "/", data=b"{}", method=method)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request, timeout=30)
+        assert err.value.code == 404
     assert _get(server + "/web/index.htm")[0] == 404
     assert _get(server + "/web/..%2frest.py")[0] == 404
     with_page = _api_answers(server)
