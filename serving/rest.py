@@ -307,9 +307,9 @@ async def errors_as_json(request, handler):
 
 def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024,
              metrics=None, batcher=None, cors=False, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
-             max_tokens=DEFAULT_MAX_REQUEST_TOKENS, timeout_ms=30000):
+             max_tokens=DEFAULT_MAX_REQUEST_TOKENS, timeout_ms=30000, web_page=False):
     """The aiohttp application serving ``manager``'s models (with ``metrics`` and an
-    optional :class:`serving.batching.Batcher`).
+    optional :class:`serving.batching.Batcher`; ``web_page``: the page at ``/``).
 
     Limits: bodies over ``max_request_bytes`` get 413; inputs over ``max_tensor_bytes``
     once converted or over ``max_tokens`` tokens of work get 400 (:mod:`serving.limits`);
@@ -336,6 +336,10 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     app[BODY_LIMIT_KEY] = max_request_bytes
     app[TIMEOUT_KEY] = timeout_ms
     app[LIMITS_KEY] = {"max_tensor_bytes": max_tensor_bytes, "max_tokens": max_tokens}
+    if web_page:  # GET / and /web/<file>, before the API's catch-all route
+        from serving import web_page as web_page_module
+
+        web_page_module.add_routes(app, lambda: list(manager.base_paths))
     app.router.add_route("*", "/{tail:.*}", handle_v1)
     return app
 
@@ -382,6 +386,9 @@ def build_parser():
                         "256 a prompt, + generate's max_new_tokens) get 400")
     p.add_argument("--max_batch_size_per_request", type=int, default=1024,
                    help="requests with more rows (prompts) get 400; bounds memory per request")
+    p.add_argument("--no_web_page", action="store_true",
+                   help="do not serve the page at / (type with suggestions, generate, "
+                        "surprisal; it calls only the REST API)")
     return p
 
 
@@ -448,7 +455,8 @@ def main(argv=None):
     metrics = metrics_module.ServerMetrics()
     app = make_app(manager, args.max_request_bytes, args.max_batch_size_per_request, metrics,
                    batcher, args.rest_api_enable_cors_support, args.max_request_tensor_bytes,
-                   args.max_request_tokens, args.rest_api_timeout_in_ms)
+                   args.max_request_tokens, args.rest_api_timeout_in_ms,
+                   web_page=not args.no_web_page)
     if args.port:
         servers = []
 
