@@ -262,7 +262,7 @@ def main(argv=None):
         else:
             shown = ", ".join(f"{w} ({p:.4f})" for w, p in words)
             print(f"{prompt!r} -> {shown}   [LiteRT {predictor.manifest['quantization']}, "
-                  f"{predictor.position} steps, {ms:.1f} ms]")
+                  f"{predictor.position} step{'s' * (predictor.position != 1)}, {ms:.1f} ms]")
     return 0
 
 
