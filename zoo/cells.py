@@ -207,6 +207,36 @@ class _LSTMLike(_GatedCell):
         return config
 
 
+class _ForgetBiasCell(_LSTMLike):
+    """LSTM-type cells (``h_t`` and ``c_t``) with ``unit_forget_bias``: the bias of gate block
+    ``forget_block`` starts at ``forget_start`` (the rest from ``bias_initializer``), so the
+    forget gate starts at ``sigma(1)`` (Jozefowicz et al. 2015)."""
+
+    num_states = 2
+    forget_block, forget_start = 1, 1.0
+
+    def __init__(self, units, *args, unit_forget_bias=True, **kwargs):
+        super().__init__(units, *args, **kwargs)
+        self.unit_forget_bias = unit_forget_bias
+
+    def _bias_init(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        units, base, block = self.units, self.bias_initializer, self.forget_block
+        start = self.forget_start
+
+        def bias_initializer(shape, dtype=None):
+            return ops.concatenate([base((block * units,), dtype=dtype),
+                                    ops.full((units,), start, dtype=dtype),
+                                    base(((self.gates - block - 1) * units,), dtype=dtype)])
+        return bias_initializer
+
+    def get_config(self):
+        config = super().get_config()
+        config["unit_forget_bias"] = self.unit_forget_bias
+        return config
+
+
 _COMMON_ARGS = """
         use_bias: bool, default True; False builds no ``bias`` weight (the weight list is
             then ``[kernel, recurrent_kernel]``, as in Keras) and adds no bias.
@@ -270,7 +300,7 @@ class RNNCell(_GatedCell):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class LSTMCell(_LSTMLike):
+class LSTMCell(_ForgetBiasCell):
     """Long short-term memory cell (Hochreiter & Schmidhuber 1997, with the forget gate of
     Gers, Schmidhuber & Cummins 2000), one time step per call.
 
@@ -321,21 +351,6 @@ class LSTMCell(_LSTMLike):
     """
 
     gates = 4
-    num_states = 2
-
-    def __init__(self, units, *args, unit_forget_bias=True, **kwargs):
-        super().__init__(units, *args, **kwargs)
-        self.unit_forget_bias = unit_forget_bias
-
-    def _bias_init(self):
-        if not self.unit_forget_bias:
-            return self.bias_initializer
-        units, base = self.units, self.bias_initializer
-
-        def bias_initializer(shape, dtype=None):
-            return ops.concatenate([base((units,), dtype=dtype), ops.ones((units,), dtype=dtype),
-                                    base((2 * units,), dtype=dtype)])
-        return bias_initializer
 
     def call(self, inputs, states, training=None):
         h_prev, c_prev = self._states(inputs, states)
@@ -347,11 +362,6 @@ class LSTMCell(_LSTMLike):
         c = rho(f) * c_prev + rho(i) * act(g)
         h = rho(o) * act(c)
         return h, [h, c]
-
-    def get_config(self):
-        config = super().get_config()
-        config["unit_forget_bias"] = self.unit_forget_bias
-        return config
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -441,7 +451,7 @@ class GRUCell(_LSTMLike):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class CIFGCell(_LSTMLike):
+class CIFGCell(_ForgetBiasCell):
     """LSTM with a coupled input and forget gate (CIFG; Greff et al. 2017, "LSTM: A Search
     Space Odyssey", variant CIFG), the cell of Gboard's next-word model (Hard et al. 2018),
     one time step per call (``rho`` default sigmoid, ``act`` default tanh)::
@@ -485,21 +495,8 @@ class CIFGCell(_LSTMLike):
     """
 
     gates = 3
-    num_states = 2
+    forget_block, forget_start = 0, -1.0  # the input gate: f_t = 1 - sigma(-1) = sigma(1)
 
-    def __init__(self, units, *args, unit_forget_bias=True, **kwargs):
-        super().__init__(units, *args, **kwargs)
-        self.unit_forget_bias = unit_forget_bias
-
-    def _bias_init(self):
-        if not self.unit_forget_bias:
-            return self.bias_initializer
-        units, base = self.units, self.bias_initializer
-
-        def bias_initializer(shape, dtype=None):
-            return ops.concatenate([-ops.ones((units,), dtype=dtype),
-                                    base((2 * units,), dtype=dtype)])
-        return bias_initializer
 
     def call(self, inputs, states, training=None):
         h_prev, c_prev = self._states(inputs, states)
@@ -513,10 +510,6 @@ class CIFGCell(_LSTMLike):
         h = rho(o) * act(c)
         return h, [h, c]
 
-    def get_config(self):
-        config = super().get_config()
-        config["unit_forget_bias"] = self.unit_forget_bias
-        return config
 
 
 for _cell in (RNNCell, LSTMCell, GRUCell, CIFGCell):
