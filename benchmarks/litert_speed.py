@@ -55,13 +55,15 @@ def stream_metrics(content, spec, ids, vectorizer, chunk=512, label=""):
     """Metrics of a ``.tflite`` over the stream ``ids`` (one zero-state stream) and its top-5
     ids per position."""
     runner = Interpreter(model_content=content, num_threads=1).get_signature_runner("step")
-    states = {n: np.zeros(s, d) for n, s, d in spec}
+    limit = litert_export.max_positions(spec)  # a Transformer starts again at max_length
     special = {0, 1, vectorizer.eos_id, vectorizer.unk_id}
     metrics = KeyboardMetrics(vectorizer.vocabulary, special, k=3)
     top5 = np.zeros((ids.size - 1, 5), np.int32)
     rows, targets = [], []
     last = time.monotonic()
     for t in range(ids.size - 1):
+        if t == 0 or (limit is not None and t % limit == 0):
+            states = {n: np.zeros(s, d) for n, s, d in spec}
         out = runner(token_ids=np.array([ids[t]], np.int32), **states)
         states = {n: out[n] for n in states}
         rows.append(out["logits"][0])
@@ -85,9 +87,11 @@ def saved_model_step(model, directory):
 
 def time_round(kind, runner, spec, ids, steps, start):
     """``steps`` timed steps (ms each) from a zero state over ``ids[start:]``."""
-    states = {n: np.zeros(s, d) for n, s, d in spec}
+    limit = litert_export.max_positions(spec)
     times = []
     for t in range(start, start + steps):
+        if t == start or (limit is not None and (t - start) % limit == 0):
+            states = {n: np.zeros(s, d) for n, s, d in spec}
         token = ids[t % ids.size]
         if kind == "tf":
             t0 = time.perf_counter()

@@ -106,7 +106,7 @@ def check_export_target(model_base_path, model_name, version=None):
 
 
 def export_saved_model(predictor, model_base_path, model_name, version=None, top_k=5,
-                       max_prompt_tokens=256, litert=None):
+                       max_prompt_tokens=None, litert=None):
     """Export a :class:`zoo.NextWordPredictor` as ``<base>/<name>/<version>/``.
 
     Args:
@@ -117,7 +117,8 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
             (if a concurrent export publishes that number first, the next free one).
         top_k: number of next words the signature returns, 1 <= top_k <= vocab_size - 2.
         max_prompt_tokens: the model reads only the last this many tokens of a prompt
-            (``<eos>`` included), which bounds time and memory per request; >= 1.
+            (``<eos>`` included), which bounds time and memory per request; >= 1, at most
+            a Transformer's ``max_length``. None: 256, or ``max_length`` if smaller.
         litert: None, or a dict of :func:`serving.litert_export.write_bundle` arguments
             (``quantization``, ``representative_lines``, ``window``): the LiteRT bundle
             (``model.tflite``, ``litert.json``, tokenizer) is then written into the same
@@ -151,8 +152,14 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
     auto_version = version is None
     if auto_version:
         version = max(version_dirs(model_dir), default=0) + 1
+    positions = getattr(predictor.model, "max_length", None)
+    if max_prompt_tokens is None:
+        max_prompt_tokens = min(256, positions or 256)
     if not isinstance(max_prompt_tokens, int) or max_prompt_tokens < 1:
         raise ValueError(f"max_prompt_tokens must be a positive int, got {max_prompt_tokens!r}.")
+    if positions is not None and max_prompt_tokens > positions:
+        raise ValueError(f"max_prompt_tokens={max_prompt_tokens} is more than the model's "
+                         f"max_length={positions} positions; give at most {positions}.")
     target = os.path.join(model_dir, str(version))
     if os.path.exists(target):
         raise FileExistsError(f"{target} exists; versions are never overwritten.")
@@ -294,15 +301,17 @@ def build_parser():
     p.add_argument("--version", type=int, default=None,
                    help="version number (default: highest present + 1)")
     p.add_argument("--top_k", type=int, default=5, help="next words returned per prompt")
-    p.add_argument("--max_prompt_tokens", type=int, default=256,
-                   help="the model reads only the last N tokens of each prompt")
+    p.add_argument("--max_prompt_tokens", type=int, default=None,
+                   help="the model reads only the last N tokens of each prompt (default 256, "
+                        "or a Transformer's max_length if smaller)")
     litert = p.add_argument_group("LiteRT (TFLite) bundle for phones, in the same version folder")
     litert.add_argument("--litert", action="store_true",
                         help="also write model.tflite (one-step 'step' signature, builtin ops "
                              "only), litert.json and the tokenizer files")
-    litert.add_argument("--litert_quantization", default="dynamic-int8",
+    litert.add_argument("--litert_quantization", default=None,
                         choices=("float32", "float16", "dynamic-int8", "int8"),
-                        help="int8 is full integer, calibrated on --representative_text")
+                        help="default dynamic-int8; int8 is full integer, calibrated on "
+                             "--representative_text")
     litert.add_argument("--representative_text", default=None,
                         help="training text (one line per line) for int8; default: the run's "
                              "calibration.txt")
@@ -313,7 +322,14 @@ def build_parser():
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    litert_only = [flag for flag, value in (
+        ("--litert_quantization", args.litert_quantization),
+        ("--representative_text", args.representative_text)) if value is not None]
+    if litert_only and not args.litert:
+        parser.error(f"{' and '.join(litert_only)} need --litert (the LiteRT bundle).")
+    args.litert_quantization = args.litert_quantization or "dynamic-int8"
     try:  # before the (slow) load: a bad target is one line, not a traceback after work
         check_export_target(args.model_base_path, args.model_name, args.version)
     except ValueError as err:
@@ -339,8 +355,13 @@ def main(argv=None):
                 print(f"nwp-export: error: int8 needs representative training text: {source} "
                       "does not exist (give --representative_text FILE).", file=sys.stderr)
                 return 2
-            with open(source, encoding="utf-8") as f:
-                litert["representative_lines"] = f.read().splitlines()
+            try:
+                with open(source, encoding="utf-8") as f:
+                    litert["representative_lines"] = f.read().splitlines()
+            except (OSError, UnicodeDecodeError) as err:
+                print(f"nwp-export: error: cannot read the representative text {source}: "
+                      f"{err}", file=sys.stderr)
+                return 2
     try:
         path = export_saved_model(predictor, args.model_base_path, args.model_name,
                                   args.version, args.top_k, args.max_prompt_tokens, litert)

@@ -13,7 +13,13 @@ Python API::
     p = LiteRTPredictor.load("saved_models/nwp/1")
     p.suggest("the meaning of")            # [("life", 0.12), ...], most likely first
     p.reset(); p.feed_text("the")         # keyboard use: keep the state between key presses
-    p.feed([p.tokenizer.encode("cat")[0]]); p.top_k(3)
+    p.feed(p.tokenizer.encode("cat")); p.top_k(3)   # each new word: encode, feed (no <eos>)
+
+``feed_text`` starts a line (an ``<eos>`` first): call it once per text, then ``feed`` the
+ids of each word typed after it.
+
+The runner is two files, ``serving/litert.py`` and ``serving/tokenizer.py``; they need only
+``numpy`` and ``ai-edge-litert`` (an app prototype can copy them without this package).
 
 Command line::
 
@@ -36,7 +42,10 @@ import time
 
 import numpy as np
 
-from serving.litert_export import FORMAT_VERSION, MANIFEST_FILE, SIGNATURE, TFLITE_FILE
+TFLITE_FILE = "model.tflite"  # the name TF Serving's --prefer_tflite_model looks for
+MANIFEST_FILE = "litert.json"
+SIGNATURE = "step"
+FORMAT_VERSION = 1
 
 
 class BundleError(ValueError):
@@ -72,16 +81,22 @@ class LiteRTPredictor:
             raise BundleError(f"{directory} is not a folder; give the LiteRT bundle folder that "
                               "nwp-export --litert wrote (the version folder).")
         if not os.path.exists(manifest_path):
-            raise BundleError(f"{directory} is not a LiteRT bundle: it has no {MANIFEST_FILE} "
-                              "(export one with nwp-export --litert).")
+            versions = sorted(int(n) for n in os.listdir(directory)
+                              if n.isascii() and n.isdigit() and int(n) > 0
+                              and os.path.exists(os.path.join(directory, n, MANIFEST_FILE)))
+            hint = (f" It is a model folder: give a version folder, e.g. "
+                    f"{os.path.join(directory, str(versions[-1]))}." if versions else
+                    " Export one with nwp-export --litert.")
+            raise BundleError(f"{directory} is not a LiteRT bundle: it has no "
+                              f"{MANIFEST_FILE}.{hint}")
         try:
             with open(manifest_path, encoding="utf-8") as f:
                 manifest = json.load(f)
         except (OSError, ValueError) as err:
             raise BundleError(f"{manifest_path} cannot be read: {err}") from None
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise BundleError(f"{manifest_path} has format_version "
-                              f"{manifest.get('format_version')!r}; this runner reads "
+        if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+            got = manifest.get("format_version") if isinstance(manifest, dict) else manifest
+            raise BundleError(f"{manifest_path} has format_version {got!r}; this runner reads "
                               f"{FORMAT_VERSION}.")
         self.manifest = manifest
         model_path = os.path.join(directory, manifest.get("model_file", TFLITE_FILE))
@@ -96,22 +111,46 @@ class LiteRTPredictor:
             self._runner = self.interpreter.get_signature_runner(SIGNATURE)
         except (RuntimeError, ValueError) as err:
             raise BundleError(f"{model_path} is not a usable LiteRT model: {err}") from None
-        self._spec = [(s["name"], tuple(s["shape"]), np.dtype(s["dtype"]))
-                      for s in manifest["inputs"][1:]]
-        wanted = {"token_ids", *[n for n, _, _ in self._spec]}
-        have = set(self.interpreter.get_signature_list()[SIGNATURE]["inputs"])
-        if have != wanted:
-            raise BundleError(f"{model_path}'s step signature takes {sorted(have)}, but "
-                              f"{MANIFEST_FILE} lists {sorted(wanted)}.")
-        if self.tokenizer.vocab_size != manifest["vocab_size"]:
+        try:
+            self._spec = [(s["name"], tuple(int(d) for d in s["shape"]), np.dtype(s["dtype"]))
+                          for s in manifest["inputs"][1:]]
+            self.vocab_size = int(manifest["vocab_size"])
+            self.max_prompt_tokens = manifest.get("max_prompt_tokens") or None
+            self.max_positions = manifest.get("max_positions") or None
+            self._never = np.array(manifest.get("never_suggest_ids", [0, 1]), np.int64)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise BundleError(f"{manifest_path} does not describe a step signature "
+                              f"({type(err).__name__}: {err}); export the bundle again.") from None
+        self._check_signature(model_path)
+        if self.tokenizer.vocab_size != self.vocab_size:
             raise BundleError(f"The tokenizer has {self.tokenizer.vocab_size} ids but the model "
-                              f"predicts {manifest['vocab_size']}: files from different runs.")
-        self.vocab_size = manifest["vocab_size"]
-        self.max_prompt_tokens = manifest.get("max_prompt_tokens") or None
-        self.max_positions = manifest.get("max_positions") or None
-        self._never = np.array(manifest.get("never_suggest_ids", [0, 1]), np.int64)
+                              f"predicts {self.vocab_size}: files from different runs.")
+        if self._never.size and not (0 <= self._never.min() and
+                                     self._never.max() < self.vocab_size):
+            raise BundleError(f"{manifest_path}: never_suggest_ids must be ids below "
+                              f"{self.vocab_size}.")
         self._words = self.tokenizer.vocabulary
         self.reset()
+
+    def _check_signature(self, model_path):
+        """The ``.tflite``'s ``step`` inputs must be the manifest's, name by name, with the
+        same shapes and dtypes (a mismatch would be resized or mis-fed silently)."""
+        try:
+            inputs = self.interpreter.get_signature_list()[SIGNATURE]["inputs"]
+        except KeyError:
+            raise BundleError(f"{model_path} has no {SIGNATURE!r} signature.") from None
+        wanted = {"token_ids": ((self._spec[0][1][0] if self._spec else 1,), np.dtype("int32"))}
+        wanted.update({name: (shape, dtype) for name, shape, dtype in self._spec})
+        if set(inputs) != set(wanted):
+            raise BundleError(f"{model_path}'s step signature takes {sorted(inputs)}, but "
+                              f"{MANIFEST_FILE} lists {sorted(wanted)}.")
+        details = self._runner.get_input_details()
+        for name, (shape, dtype) in wanted.items():
+            got = details[name]
+            if tuple(got["shape"]) != shape or np.dtype(got["dtype"]) != dtype:
+                raise BundleError(f"{MANIFEST_FILE} says {name} is {np.dtype(dtype).name} "
+                                  f"{list(shape)}, the model takes {np.dtype(got['dtype']).name} "
+                                  f"{list(got['shape'])}.")
 
     @classmethod
     def load(cls, directory, num_threads=1):
@@ -134,6 +173,8 @@ class LiteRTPredictor:
                 ``max_positions`` are used up (call :meth:`reset`, or use :meth:`feed`,
                 which starts again from the recent tokens by itself).
         """
+        if isinstance(token_id, bool) or not isinstance(token_id, (int, np.integer)):
+            raise ValueError(f"A token id must be an int, got {token_id!r}.")
         token_id = int(token_id)
         if not 0 <= token_id < self.vocab_size:
             raise ValueError(f"Token id {token_id} is outside the vocabulary [0, "
@@ -153,7 +194,10 @@ class LiteRTPredictor:
     def feed(self, ids):
         """Read several ids; returns the logits after the last. A Transformer that runs out of
         positions starts again from the last ``max_positions // 2`` ids it read."""
-        for token in [int(i) for i in ids]:
+        if isinstance(ids, (str, bytes)):
+            raise TypeError("feed takes token ids; use feed_text for text, or "
+                            "tokenizer.encode(text) for the ids of a word.")
+        for token in list(ids):
             if self.max_positions is not None and self.position >= self.max_positions:
                 keep = self._history[-(self.max_positions // 2):]
                 self.reset()
@@ -180,7 +224,8 @@ class LiteRTPredictor:
         """
         if self.logits is None:
             raise ValueError("Feed a prompt first (feed_text or feed).")
-        if not 1 <= k <= self.vocab_size - len(self._never):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or \
+                not 1 <= k <= self.vocab_size - len(self._never):
             raise ValueError(f"k must be between 1 and {self.vocab_size - len(self._never)}, "
                              f"got {k}.")
         probs = _softmax(self.logits)
@@ -206,7 +251,19 @@ class LiteRTPredictor:
             raise TypeError(f"The prompt must be a str, got {type(text).__name__}.")
         self.reset()
         self.feed_text(text)
-        return self.top_k(k or self.manifest.get("top_k", 5))
+        return self.top_k(self.manifest.get("top_k", 5) if k is None else k)
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _shown(word):
+    """A token as printed: repr() for white space and other non-printing tokens."""
+    return word if word.isprintable() and word.strip() == word and word else repr(word)
 
 
 def build_parser():
@@ -217,8 +274,9 @@ def build_parser():
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("bundle", help="the bundle folder (the exported version folder)")
     p.add_argument("prompts", nargs="+", help="prompts ('' asks for the first word of a line)")
-    p.add_argument("--k", type=int, default=None, help="suggestions (default: the bundle's)")
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads")
+    p.add_argument("--k", type=_positive, default=None,
+                   help="suggestions (default: the bundle's)")
+    p.add_argument("--threads", type=_positive, default=1, help="interpreter threads")
     p.add_argument("--json", action="store_true", help="print one JSON object per prompt")
     return p
 
@@ -247,23 +305,25 @@ def main(argv=None):
     except BundleError as err:
         print(f"nwp-litert: error: {err}", file=sys.stderr)
         return 2
+    status = 0
     for prompt in args.prompts:
         start = time.perf_counter()
         try:
             words = predictor.suggest(prompt, args.k)
-        except ValueError as err:
-            print(f"nwp-litert: error: {err}", file=sys.stderr)
-            return 2
+        except ValueError as err:  # one bad prompt: say so and go on with the others
+            print(f"nwp-litert: error: {prompt!r}: {err}", file=sys.stderr)
+            status = 2
+            continue
         ms = (time.perf_counter() - start) * 1000
         if args.json:
             print(json.dumps({"prompt": prompt, "words": [w for w, _ in words],
                               "probabilities": [round(p, 6) for _, p in words],
                               "milliseconds": round(ms, 3)}))
         else:
-            shown = ", ".join(f"{w} ({p:.4f})" for w, p in words)
+            shown = ", ".join(f"{_shown(w)} ({p:.4f})" for w, p in words)
             print(f"{prompt!r} -> {shown}   [LiteRT {predictor.manifest['quantization']}, "
                   f"{predictor.position} step{'s' * (predictor.position != 1)}, {ms:.1f} ms]")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -48,13 +48,11 @@ import warnings
 
 import numpy as np
 
-TFLITE_FILE = "model.tflite"  # the name TF Serving's --prefer_tflite_model looks for
-MANIFEST_FILE = "litert.json"
-SIGNATURE = "step"
+from serving.litert import FORMAT_VERSION, MANIFEST_FILE, SIGNATURE, TFLITE_FILE  # noqa: E402
+
 QUANTIZATIONS = ("float32", "float16", "dynamic-int8", "int8")
 DEFAULT_QUANTIZATION = "dynamic-int8"
 INT8_MAX_PERPLEXITY_RATIO = 1.10
-FORMAT_VERSION = 1
 
 
 class ConversionError(ValueError):
@@ -94,16 +92,31 @@ def _unsupported_ops(message):
     return sorted(set(re.findall(r"'(?:tf|tfl|tf_text)\.([A-Za-z0-9_]+)' op", message)))
 
 
+def max_positions(spec):
+    """The positions a fixed-state step can read before it must start again: a Transformer's
+    ``max_length`` (the slots of its ``key_0`` cache, beside a ``position`` state), else None
+    (recurrent states never run out)."""
+    shapes = {name: shape for name, shape, _ in spec}
+    if "position" in shapes and "key_0" in shapes:
+        return int(shapes["key_0"][2])
+    return None
+
+
 def representative_steps(model, ids, batch_size=1, window=256):
     """Inputs of the ``step`` signature along a token stream, states fed back (as the app
-    will see them), for int8 calibration: a list of ``{name: np.ndarray}``."""
+    will see them; a Transformer starts again from zero states every ``max_length`` tokens),
+    for int8 calibration: a list of ``{name: np.ndarray}``."""
     import tensorflow as tf
 
     spec = model.fixed_state_spec(batch_size, window)
-    states = [tf.zeros(shape, dtype) for _, shape, dtype in spec]
+    limit = max_positions(spec)
+    zeros = [tf.zeros(shape, dtype) for _, shape, dtype in spec]
+    states = zeros
     steps = []
     step = tf.function(model.fixed_step)
-    for token in ids:
+    for t, token in enumerate(ids):
+        if limit is not None and t % limit == 0:
+            states = zeros
         token_ids = tf.fill([batch_size], tf.constant(int(token), tf.int32))
         steps.append({"token_ids": token_ids.numpy(),
                       **{name: s.numpy() for (name, _, _), s in zip(spec, states)}})
@@ -284,13 +297,16 @@ def check_builtins_only(content, min_bytes=0):
 
 
 def _run_stream(content, spec, ids):
-    """Per-token NLL (nats) and top-5 ids of a ``.tflite`` step over ``ids`` (batch 1)."""
+    """Per-token NLL (nats) and top-5 ids of a ``.tflite`` step over ``ids`` (batch 1; a
+    Transformer starts again from zero states every ``max_length`` tokens)."""
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_content=content, num_threads=1).get_signature_runner(SIGNATURE)
-    states = {name: np.zeros(shape, dtype) for name, shape, dtype in spec}
+    limit = max_positions(spec)
     nll, top5 = [], []
-    for token, target in zip(ids[:-1], ids[1:]):
+    for t, (token, target) in enumerate(zip(ids[:-1], ids[1:])):
+        if t == 0 or (limit is not None and t % limit == 0):
+            states = {name: np.zeros(shape, dtype) for name, shape, dtype in spec}
         out = runner(token_ids=np.array([token], np.int32), **states)
         states = {name: out[name] for name in states}
         logits = out["logits"][0].astype(np.float64)

@@ -123,16 +123,24 @@ class NextWordPredictor:
         Returns:
             dict: ``continuation`` ``tf.string (batch,)`` (tokens joined by a space, or
             nothing for characters); ``num_tokens`` int32 ``(batch,)``. Padding and
-            ``[UNK]`` are never generated.
+            ``[UNK]`` are never generated. A model with ``max_length`` positions (the
+            Transformer) reads only the last ``max_length - max_new_tokens`` prompt tokens
+            (at least 1) and generates at most ``max_length - 1`` tokens.
         """
         ids, lengths = self.vectorizer.prompt_ids(text, max_prompt_tokens)
         banned = tf.scatter_nd(self._not_word[:, None], tf.ones_like(self._not_word, tf.bool),
                                [self.vectorizer.vocab_size])
         separator = "" if self.vectorizer.split == "character" else " "
 
+        positions = getattr(self.model, "max_length", None)  # a Transformer's window
+
         def one_row(args):
             row, length, n, temp, k, p, s = args
             n = tf.clip_by_value(n, 0, limit)
+            if positions is not None:  # prompt + new tokens must fit in max_length positions
+                keep = tf.minimum(length, tf.maximum(1, positions - n))
+                row = tf.roll(row, -(length - keep), axis=0)  # the last `keep` ids first
+                length, n = keep, tf.minimum(n, positions - keep)
             states = self.model.initial_state(1)
             # Attention memories and Transformer caches grow by one step per token.
             grow = [tf.TensorShape([1, None, st.shape[-1]]) if len(st.shape) == 3

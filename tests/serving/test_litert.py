@@ -283,3 +283,74 @@ def test_a_tied_table_is_stored_once_in_dynamic_int8():
     untied = _small("lstm")
     plain, _ = convert_step(untied, "float32")
     assert litert_export.share_tied_table(plain) == plain  # nothing to share: unchanged
+
+
+def test_transformer_int8_calibrates_past_max_length(tiny_run, tmp_path):
+    """Calibration and the int8 check read more tokens than the Transformer's positions:
+    both start again from zero states every max_length tokens instead of failing."""
+    from zoo.text import WordVectorizer
+
+    vectorizer = WordVectorizer.load(str(tiny_run))
+    keras.utils.set_random_seed(2)
+    model = get_model("transformer", vectorizer.vocab_size, model_dim=16, num_heads=2,
+                      ffn_dim=32, max_length=16)
+    model.build((None, 1))
+    lines = (tiny_run / "calibration.txt").read_text().splitlines()
+    path = export_saved_model(NextWordPredictor(vectorizer, model), str(tmp_path), "t8",
+                              litert={"quantization": "int8", "representative_lines": lines})
+    manifest = json.loads((tmp_path / "t8" / "1" / "litert.json").read_text())
+    assert manifest["quantization"] == "int8" and manifest["int8_check"]["held_out_tokens"] > 16
+    assert manifest["max_prompt_tokens"] == 16  # defaults to max_length when that is smaller
+    assert len(LiteRTPredictor.load(path).suggest("the value of")) == 5
+
+
+def test_max_prompt_tokens_beyond_a_transformers_positions_is_refused(tiny_run, tmp_path):
+    from zoo.text import WordVectorizer
+
+    vectorizer = WordVectorizer.load(str(tiny_run))
+    model = get_model("transformer", vectorizer.vocab_size, model_dim=16, num_heads=2,
+                      ffn_dim=32, max_length=16)
+    model.build((None, 1))
+    with pytest.raises(ValueError, match="max_length=16"):
+        export_saved_model(NextWordPredictor(vectorizer, model), str(tmp_path), "t",
+                           max_prompt_tokens=17)
+    assert not (tmp_path / "t" / "1").exists()
+
+
+def _corrupt(bundle, tmp_path, edit):
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "litert.json").read_text())
+    (copy / "litert.json").write_text(json.dumps(edit(manifest)))
+    return copy
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda m: [m], "format_version"),
+    (lambda m: {k: v for k, v in m.items() if k != "inputs"}, "does not describe"),
+    (lambda m: {**m, "inputs": [m["inputs"][0], {**m["inputs"][1], "dtype": "float64"}]
+                + m["inputs"][2:]}, "h_0 is float64"),
+    (lambda m: {**m, "inputs": [m["inputs"][0], {**m["inputs"][1], "shape": [1, 3]}]
+                + m["inputs"][2:]}, r"h_0 is float32 \[1, 3\]"),
+    (lambda m: {**m, "never_suggest_ids": [0, 10 ** 6]}, "never_suggest_ids"),
+])
+def test_a_damaged_manifest_is_a_bundle_error(bundle, tmp_path, edit, match):
+    with pytest.raises(BundleError, match=match):
+        LiteRTPredictor.load(str(_corrupt(bundle, tmp_path, edit)))
+
+
+def test_cli_bad_numbers_and_a_model_folder(bundle):
+    proc = run_cli("serving.litert", bundle, "the", "--k", "0", check=False)
+    assert proc.returncode == 2 and "must be at least 1" in proc.stderr
+    proc = run_cli("serving.litert", bundle.parent, "the", check=False)
+    assert proc.returncode == 2 and f"{bundle.parent / '1'}" in proc.stderr
+    proc = run_cli("serving.export", "--run", bundle, "--litert_quantization", "int8",
+                   check=False)
+    assert proc.returncode == 2 and "need --litert" in proc.stderr
+    runner = LiteRTPredictor.load(str(bundle))
+    with pytest.raises(TypeError, match="feed_text"):
+        runner.feed("12")
+    with pytest.raises(ValueError, match="must be an int"):
+        runner.step(2.7)

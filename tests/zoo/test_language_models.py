@@ -234,3 +234,28 @@ def test_fixed_attention_window_slides_over_the_last_outputs():
         got, fixed = model.fixed_step(tf.constant(x[:, t]), fixed)
         np.testing.assert_allclose(got, ref, atol=2e-5, err_msg=f"step {t}")
     np.testing.assert_array_equal(fixed[-1], [window] * B)
+
+
+def test_transformer_generate_fits_prompt_and_new_tokens_in_max_length():
+    """Greedy generation past max_length: the prompt is cut to its last max_length -
+    max_new_tokens tokens and every asked token comes back; the reference is the full-call
+    model run on that cut prompt, token by token."""
+    from zoo.predictor import NextWordPredictor
+    from zoo.text import WordVectorizer
+
+    words = [f"w{i}" for i in range(V - 3)] + ["<eos>"]
+    vectorizer = WordVectorizer(words)
+    model = _small("transformer")  # max_length 16
+    predictor = NextWordPredictor(vectorizer, model)
+    prompt = " ".join(f"w{i % 7}" for i in range(30))
+    out = predictor.generate(tf.constant([prompt]), tf.constant([10]), tf.constant([0.0]),
+                             tf.constant([0]), tf.constant([1.0]), tf.constant([1], tf.int64))
+    assert int(out["num_tokens"][0]) == 10
+    ids = list(vectorizer.prompt_ids(tf.constant([prompt]))[0][0].numpy())[-(16 - 10):]
+    expected = []
+    for _ in range(10):
+        logits = np.array(model(np.array([ids], "int32")))[0, -1]
+        logits[[0, 1]] = -np.inf  # padding and [UNK] are never generated
+        ids.append(int(np.argmax(logits)))
+        expected.append(vectorizer.vocabulary[ids[-1]])
+    assert out["continuation"][0].numpy().decode().split() == expected
