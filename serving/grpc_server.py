@@ -1,6 +1,7 @@
 """TF Serving's gRPC API on the ``tensorflow-serving-api`` protos (grpcio).
 
-Services (``shared/reference/tf_serving_api.md``, section 5):
+Services (TF Serving's ``tensorflow_serving/apis/prediction_service.proto`` and
+``model_service.proto``):
 
 * ``tensorflow.serving.PredictionService``: ``Predict``, ``GetModelMetadata`` (the
   ``signature_def`` field), and ``Classify`` / ``Regress`` answering as TF Serving does for a
@@ -13,7 +14,11 @@ batched runs in the loop's default executor.
 
 Errors carry TensorFlow's status codes (NOT_FOUND for an unknown model or version,
 INVALID_ARGUMENT for a bad request), messages truncated at 1024 characters as TF Serving
-does. Clients: ``prediction_service_pb2_grpc.PredictionServiceStub`` with requests built by
+does; a request without a ``model_spec`` or with an empty name is INVALID_ARGUMENT.
+Predict answers numbers in the TensorProto's typed fields (``float_val``, ...) as
+``tensorflow_model_server`` does, or in ``tensor_content`` with its
+``--enable_serialization_as_tensor_content``. Clients:
+``prediction_service_pb2_grpc.PredictionServiceStub`` with requests built by
 ``tf.make_tensor_proto``.
 """
 

@@ -1,7 +1,7 @@
 """``nwp-serve``: a server that speaks TensorFlow Serving's REST API (aiohttp) and, on
 ``--port``, its gRPC API (``serving.grpc_server``).
 
-Endpoints (``shared/reference/tf_serving_api.md``, section 1)::
+Endpoints (TF Serving's ``g3doc/api_rest.md`` and ``model_servers/http_rest_api_handler.cc``)::
 
     GET  /v1/models/<name>[/versions/<v>]               model status
     GET  /v1/models/<name>[/versions/<v>]/metadata      signature_def map
@@ -12,7 +12,10 @@ Errors are ``{"error": "..."}`` with TF Serving's HTTP codes (400 bad request, 4
 model or version, 413 body over ``--max_request_bytes``, 504 past
 ``--rest_api_timeout_in_ms``). Inputs over ``--max_request_tensor_bytes`` once converted or
 over ``--max_request_tokens`` of work get 400 before the model runs (:mod:`serving.limits`).
-A bad request never stops the server. Flags use ``tensorflow_model_server``'s names, so the two can be swapped::
+A bad request never stops the server. Answers are ``Content-Type: application/json``.
+Every ``tensorflow_model_server`` flag is accepted in its syntax (``--flag=value``,
+booleans bare or ``=true``/``=false``), so the two can be swapped; those with no effect here
+(:data:`NO_EFFECT`) are named in one line each at start::
 
     nwp-serve --port=8500 --rest_api_port=8501 --model_name=nwp \
         --model_base_path=saved_models/nwp
@@ -377,8 +380,8 @@ NO_EFFECT = {
     "model_config_file_poll_wait_seconds": (int, "--model_config_file is read once at start"),
     "num_load_threads": (int, "versions load one at a time in the polling thread"),
     "num_unload_threads": (int, "versions unload in the polling thread"),
-    "max_num_load_retries": (int, "a version that fails to load is not retried"),
-    "load_retry_interval_micros": (int, "a version that fails to load is not retried"),
+    "max_num_load_retries": (int, "a version that failed to load is tried again only once its folder changes"),
+    "load_retry_interval_micros": (int, "a version that failed to load is tried again only once its folder changes"),
     "flush_filesystem_caches": (tf_bool, "models are read from local files with no cache to "
                                          "flush"),
     "tensorflow_session_config_file": (
