@@ -371,6 +371,7 @@ def _bool_flag(parser, name, help, default=False):
 # tensorflow_model_server flags (tensorflow_serving/model_servers/main.cc) that nwp-serve
 # accepts but does not act on: (type, why). Given one, the server says so in one line at
 # start and serves on; a flag no one knows still fails at start.
+_NO_RETRY = "a version that failed to load is tried again only once its folder changes"
 NO_EFFECT = {
     "rest_api_num_threads": (int, "REST requests are served on one asyncio event loop"),
     "allow_version_labels_for_unavailable_models": (
@@ -380,8 +381,8 @@ NO_EFFECT = {
     "model_config_file_poll_wait_seconds": (int, "--model_config_file is read once at start"),
     "num_load_threads": (int, "versions load one at a time in the polling thread"),
     "num_unload_threads": (int, "versions unload in the polling thread"),
-    "max_num_load_retries": (int, "a version that failed to load is tried again only once its folder changes"),
-    "load_retry_interval_micros": (int, "a version that failed to load is tried again only once its folder changes"),
+    "max_num_load_retries": (int, _NO_RETRY),
+    "load_retry_interval_micros": (int, _NO_RETRY),
     "flush_filesystem_caches": (tf_bool, "models are read from local files with no cache to "
                                          "flush"),
     "tensorflow_session_config_file": (
