@@ -547,6 +547,10 @@ def main(argv=None):
         if not 0 <= getattr(args, flag) <= 4096:
             parser.error(f"--{flag} must be in 0..4096 (0: TensorFlow chooses), got "
                          f"{getattr(args, flag)}")
+    if (args.tensorflow_session_parallelism and args.tensorflow_intra_op_parallelism
+            and args.tensorflow_inter_op_parallelism):  # TF Serving's server.cc refuses too
+        parser.error("set --tensorflow_session_parallelism or --tensorflow_intra_op_parallelism"
+                     " and --tensorflow_inter_op_parallelism, not all three")
     try:
         check_poll_seconds(args.file_system_poll_wait_seconds)
     except ValueError as err:
@@ -563,10 +567,6 @@ def main(argv=None):
         except ValueError as err:
             parser.error(str(err))
         batcher = Batcher(**params)
-    if (args.tensorflow_session_parallelism and args.tensorflow_intra_op_parallelism
-            and args.tensorflow_inter_op_parallelism):  # TF Serving's server.cc refuses too
-        parser.error("set --tensorflow_session_parallelism or --tensorflow_intra_op_parallelism"
-                     " and --tensorflow_inter_op_parallelism, not all three")
     if not (args.tensorflow_intra_op_parallelism or args.tensorflow_inter_op_parallelism):
         # TF Serving's server.cc: session parallelism sizes both pools when neither is set
         args.tensorflow_intra_op_parallelism = args.tensorflow_session_parallelism
