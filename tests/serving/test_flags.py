@@ -95,3 +95,24 @@ def test_version_prints_both_versions_and_exits_0(capsys):
     assert main(["--version"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("nwp-serve: ") and out[1] == f"TensorFlow Library: {tf.__version__}"
+
+
+@pytest.mark.parametrize("flags, pools", [
+    (["--tensorflow_session_parallelism=3"], "3 3"),
+    (["--tensorflow_session_parallelism=3", "--tensorflow_intra_op_parallelism=2"], "2 0"),
+])
+def test_session_parallelism_sizes_both_pools_when_neither_is_set(flags, pools):
+    # TF Serving's server.cc: intra/inter when either is set, else session parallelism for both
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys; from serving.rest import main; "
+            f"assert main({flags!r} + ['--model_base_path=/nonexistent/x']) == 2; "
+            "import tensorflow as tf; t = tf.config.threading; "
+            "print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-1] == pools
