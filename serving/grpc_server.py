@@ -1,6 +1,7 @@
 """TF Serving's gRPC API on the ``tensorflow-serving-api`` protos (grpcio).
 
-Services (``shared/reference/tf_serving_api.md``, section 5):
+Services (TF Serving's ``tensorflow_serving/apis/prediction_service.proto`` and
+``model_service.proto``):
 
 * ``tensorflow.serving.PredictionService``: ``Predict``, ``GetModelMetadata`` (the
   ``signature_def`` field), and ``Classify`` / ``Regress`` answering as TF Serving does for a
@@ -13,7 +14,11 @@ batched runs in the loop's default executor.
 
 Errors carry TensorFlow's status codes (NOT_FOUND for an unknown model or version,
 INVALID_ARGUMENT for a bad request), messages truncated at 1024 characters as TF Serving
-does. Clients: ``prediction_service_pb2_grpc.PredictionServiceStub`` with requests built by
+does; a request without a ``model_spec`` or with an empty name is INVALID_ARGUMENT.
+Predict answers numbers in the TensorProto's typed fields (``float_val``, ...) as
+``tensorflow_model_server`` does, or in ``tensor_content`` with its
+``--enable_serialization_as_tensor_content``. Clients:
+``prediction_service_pb2_grpc.PredictionServiceStub`` with requests built by
 ``tf.make_tensor_proto``.
 """
 
@@ -101,18 +106,39 @@ def _to_arrays(protos):
     return inputs
 
 
-def to_tensor_proto(array, out):
-    """Fill TensorProto ``out`` with ``array`` as ``tf.make_tensor_proto(array)`` would:
-    strings in ``string_val``, float32/float64/int32/int64 as little-endian
-    ``tensor_content``; other dtypes go through ``tf.make_tensor_proto``."""
+# TensorProto's typed field for each dtype, as TensorFlow's ``Tensor::AsProtoField`` fills it
+# (tensorflow/core/framework/tensor.cc): what tensorflow_model_server answers by default.
+_TYPED_FIELD = {np.dtype(np.float32): (1, "float_val"), np.dtype(np.float64): (2, "double_val"),
+                np.dtype(np.int32): (3, "int_val"), np.dtype(np.uint8): (4, "int_val"),
+                np.dtype(np.int16): (5, "int_val"), np.dtype(np.int8): (6, "int_val"),
+                np.dtype(np.int64): (9, "int64_val"), np.dtype(np.bool_): (10, "bool_val"),
+                np.dtype(np.uint16): (17, "int_val"), np.dtype(np.uint32): (22, "uint32_val"),
+                np.dtype(np.uint64): (23, "uint64_val")}
+
+
+def to_tensor_proto(array, out, tensor_content=False):
+    """Fill TensorProto ``out`` with ``array`` as tensorflow_model_server fills a Predict
+    response.
+
+    By default every element goes in its dtype's typed field (``float_val``, ``double_val``,
+    ``int_val``, ``int64_val``, ``bool_val``, ``string_val``, ...), as TF Serving does unless
+    started with ``--enable_serialization_as_tensor_content``. With ``tensor_content``,
+    float32/float64/int32/int64 go in little-endian ``tensor_content`` (as
+    ``tf.make_tensor_proto`` writes them); strings stay in ``string_val`` either way (a
+    Python client's ``tf.make_ndarray`` cannot read strings from ``tensor_content``). Other
+    dtypes go through ``tf.make_tensor_proto``.
+    """
     array = np.asarray(array)
     if array.dtype == object and all(isinstance(v, bytes) for v in array.flat):
         out.dtype = _DT_STRING
         out.string_val.extend(array.ravel().tolist())
-    elif array.dtype in _DT_OF and array.ndim:
+    elif tensor_content and array.dtype in _DT_OF and array.ndim:
         out.dtype = _DT_OF[array.dtype]
         out.tensor_content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")
                                                   ).tobytes()
+    elif not tensor_content and array.dtype in _TYPED_FIELD:
+        out.dtype, field = _TYPED_FIELD[array.dtype]
+        getattr(out, field).extend(array.ravel().tolist())
     else:
         import tensorflow as tf
 
@@ -123,8 +149,23 @@ def to_tensor_proto(array, out):
         out.tensor_shape.dim.add().size = size
 
 
+def _check_spec(request):
+    """INVALID_ARGUMENT for a request without a ``model_spec`` ("Missing ModelSpec", as TF
+    Serving's predict_impl.cc, get_model_metadata_impl.cc, classification_service.cc,
+    regression_service.cc and get_model_status_impl.cc answer)."""
+    if not request.HasField("model_spec"):
+        raise invalid("Missing ModelSpec")
+
+
 def _spec(model_spec):
-    """``(name, version or None, label or None)`` of a ``ModelSpec``."""
+    """``(name, version or None, label or None)`` of a ``ModelSpec``.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for an empty name ("ModelSpec has no name specified.",
+            as TF Serving's ``ServerCore::ServableRequestFromModelSpec``).
+    """
+    if not model_spec.name:
+        raise invalid("ModelSpec has no name specified.")
     version = model_spec.version.value if model_spec.HasField("version") else None
     label = model_spec.version_label if model_spec.WhichOneof("version_choice") == \
         "version_label" else None
@@ -178,8 +219,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def __init__(self, manager, metrics=None, batcher=None, max_rows=1024, calls=None,
                  max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
-                 max_tokens=DEFAULT_MAX_REQUEST_TOKENS):
+                 max_tokens=DEFAULT_MAX_REQUEST_TOKENS, tensor_content=False):
         self.manager, self.metrics, self.batcher = manager, metrics, batcher
+        self.tensor_content = tensor_content  # --enable_serialization_as_tensor_content
         self.max_rows = max_rows
         self.max_tensor_bytes, self.max_tokens = max_tensor_bytes, max_tokens
         self.calls = calls or _Calls()
@@ -189,6 +231,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         import tensorflow as tf
 
         try:
+            _check_spec(request)
             servable = self.manager.get(*_spec(request.model_spec))
             signature_name = request.model_spec.signature_name
             key = signature_name or "serving_default"
@@ -246,12 +289,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = key
         for alias in wanted:
-            to_tensor_proto(outputs[alias], response.outputs[alias])
+            to_tensor_proto(outputs[alias], response.outputs[alias], self.tensor_content)
         return response
 
     @_measured("metadata")
     async def GetModelMetadata(self, request, context):  # noqa: N802
         try:
+            _check_spec(request)
             fields = list(request.metadata_field)
             if not fields:
                 raise invalid("GetModelMetadataRequest must specify at least one "
@@ -273,6 +317,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     async def _not_classifiable(self, request, context, verb):
         try:
+            _check_spec(request)
             servable = self.manager.get(*_spec(request.model_spec))
             servable.refuse_classify_regress(verb, request.model_spec.signature_name)
         except ServingError as err:
@@ -301,9 +346,13 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     @_measured("status")
     async def GetModelStatus(self, request, context):  # noqa: N802
-        name, version, _ = _spec(request.model_spec)
         try:
-            status = self.manager.status(name, version)
+            _check_spec(request)
+            # TF Serving looks the name up as it is: an empty one is NOT_FOUND here
+            # (get_model_status_impl.cc never calls ServableRequestFromModelSpec).
+            model_spec = request.model_spec
+            version = model_spec.version.value if model_spec.HasField("version") else None
+            status = self.manager.status(model_spec.name, version)
         except ServingError as err:
             await _abort(context, err)
         status.pop("poll_error", None)  # REST only: the proto has no such field
@@ -342,32 +391,61 @@ class GrpcServer:
         await self.server.stop(0.5)
 
 
+def parse_channel_arguments(text):
+    """``--grpc_channel_arguments`` (``"key=value,key=value"``) as grpcio options: a value
+    that reads as an int32 is passed as an int, any other as a string, as TF Serving's
+    server.cc does.
+
+    Raises:
+        ValueError: an entry that is not ``key=value``.
+    """
+    options = []
+    for entry in filter(None, text.split(",")):
+        key, sep, value = entry.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--grpc_channel_arguments entry {entry!r} is not key=value")
+        try:
+            number = int(value)
+            options.append((key, number if -2**31 <= number < 2**31 else value))
+        except ValueError:
+            options.append((key, value))
+    return options
+
+
 def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1024,
                      max_request_bytes=8 << 20, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
-                     max_tokens=DEFAULT_MAX_REQUEST_TOKENS):
-    """A :class:`GrpcServer` bound to ``host:port``, not yet started; call it from the event
-    loop that will run it, then ``await server.start()``.
+                     max_tokens=DEFAULT_MAX_REQUEST_TOKENS, tensor_content=False,
+                     socket_path=None, channel_arguments=()):
+    """A :class:`GrpcServer` bound to ``host:port`` (none if ``port`` is 0) and to the Unix
+    socket ``socket_path`` (if given), not yet started; call it from the event loop that
+    will run it, then ``await server.start()``.
 
     Limits (the REST server's flags): messages over ``max_request_bytes`` get
     RESOURCE_EXHAUSTED from grpcio; inputs over ``max_tensor_bytes`` once converted, or
     over ``max_tokens`` of model work, get INVALID_ARGUMENT (see :mod:`serving.limits`).
+    ``tensor_content``: numeric outputs in ``tensor_content`` instead of the typed fields
+    (``--enable_serialization_as_tensor_content``). ``channel_arguments``: extra grpcio
+    server options (``--grpc_channel_arguments``, see :func:`parse_channel_arguments`).
 
     Raises:
-        OSError: the address cannot be bound (in use, also by another gRPC server: port
+        OSError: an address cannot be bound (in use, also by another gRPC server: port
             sharing, grpcio's default, is off).
     """
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_request_bytes),
-                                      ("grpc.so_reuseport", 0)])
+                                      ("grpc.so_reuseport", 0), *channel_arguments])
     calls = _Calls()
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(manager, metrics, batcher, max_rows, calls, max_tensor_bytes,
-                          max_tokens), server)
+                          max_tokens, tensor_content), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(manager, metrics, calls), server)
-    try:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError as err:
-        raise OSError(f"cannot bind gRPC to {host}:{port}: {err}") from None
-    if bound == 0:
-        raise OSError(f"cannot bind gRPC to {host}:{port}")
+    addresses = ([f"{host}:{port}"] if port else []) + (
+        [f"unix:{socket_path}"] if socket_path else [])
+    for address in addresses:
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as err:
+            raise OSError(f"cannot bind gRPC to {address}: {err}") from None
+        if bound == 0:
+            raise OSError(f"cannot bind gRPC to {address}")
     return GrpcServer(server, calls)

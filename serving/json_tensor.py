@@ -86,6 +86,12 @@ def _leaf(value, dtype):
             lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         if not lo <= value <= hi:
             raise _type_error(value, name)
+        info = np.iinfo(name)
+        if not info.min <= value <= info.max:
+            # TF Serving reads it as an int32 (IsInt) and TensorFlow then wraps it silently
+            # (json_tensor.cc, AddValueToTensor); here it is an error instead.
+            raise invalid(f"JSON Value: {value} is out of range for {name} "
+                          f"({info.min}..{info.max})")
         return value
     if name == "bool":
         if not isinstance(value, bool):

@@ -1,7 +1,7 @@
 """``nwp-serve``: a server that speaks TensorFlow Serving's REST API (aiohttp) and, on
 ``--port``, its gRPC API (``serving.grpc_server``).
 
-Endpoints (``shared/reference/tf_serving_api.md``, section 1)::
+Endpoints (TF Serving's ``g3doc/api_rest.md`` and ``model_servers/http_rest_api_handler.cc``)::
 
     GET  /v1/models/<name>[/versions/<v>]               model status
     GET  /v1/models/<name>[/versions/<v>]/metadata      signature_def map
@@ -12,7 +12,10 @@ Errors are ``{"error": "..."}`` with TF Serving's HTTP codes (400 bad request, 4
 model or version, 413 body over ``--max_request_bytes``, 504 past
 ``--rest_api_timeout_in_ms``). Inputs over ``--max_request_tensor_bytes`` once converted or
 over ``--max_request_tokens`` of work get 400 before the model runs (:mod:`serving.limits`).
-A bad request never stops the server. Flags use ``tensorflow_model_server``'s names, so the two can be swapped::
+A bad request never stops the server. Answers are ``Content-Type: application/json``.
+Every ``tensorflow_model_server`` flag is accepted in its syntax (``--flag=value``,
+booleans bare or ``=true``/``=false``), so the two can be swapped; those with no effect here
+(:data:`NO_EFFECT`) are named in one line each at start::
 
     nwp-serve --port=8500 --rest_api_port=8501 --model_name=nwp \
         --model_base_path=saved_models/nwp
@@ -321,10 +324,14 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     app[BATCHER_KEY] = batcher
     app[CORS_KEY] = cors
 
-    async def add_cors(request, response):
+    async def add_headers(request, response):
         response.headers.update(_cors_headers(request.app))
+        # TF Serving answers "Content-Type: application/json" (http_rest_api_util.cc),
+        # aiohttp adds "; charset=utf-8"; the bodies are ASCII (json.dumps escapes the rest).
+        if response.headers.get("Content-Type", "").startswith("application/json;"):
+            response.headers["Content-Type"] = "application/json"
 
-    app.on_response_prepare.append(add_cors)
+    app.on_response_prepare.append(add_headers)
 
     async def threads(app):  # requests wait in threads while a batch fills
         asyncio.get_running_loop().set_default_executor(
@@ -344,11 +351,87 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     return app
 
 
+def tf_bool(text):
+    """A boolean flag's value as tensorflow_model_server reads it (TensorFlow's
+    ``command_line_flags.cc``, ``ParseBoolFlag``): ``true``/``false`` in any case, ``1``/``0``;
+    the bare flag means true."""
+    if text.lower() == "true" or text == "1":
+        return True
+    if text.lower() == "false" or text == "0":
+        return False
+    raise argparse.ArgumentTypeError(f"expected true, false, 1 or 0, got {text!r}")
+
+
+def _bool_flag(parser, name, help, default=False):
+    """``--name``, ``--name=true``, ``--name=false``: TF Serving's boolean flag syntax."""
+    parser.add_argument(f"--{name}", type=tf_bool, nargs="?", const=True, default=default,
+                        metavar="true|false", help=help)
+
+
+# tensorflow_model_server flags (tensorflow_serving/model_servers/main.cc) that nwp-serve
+# accepts but does not act on: (type, why). Given one, the server says so in one line at
+# start and serves on; a flag no one knows still fails at start.
+_NO_RETRY = "a version that failed to load is tried again only once its folder changes"
+NO_EFFECT = {
+    "rest_api_num_threads": (int, "REST requests are served on one asyncio event loop"),
+    "allow_version_labels_for_unavailable_models": (
+        tf_bool, "a version label must point at an available version here"),
+    "enable_per_model_batching_parameters": (
+        tf_bool, "one --batching_parameters_file applies to every model"),
+    "model_config_file_poll_wait_seconds": (int, "--model_config_file is read once at start"),
+    "num_load_threads": (int, "versions load one at a time in the polling thread"),
+    "num_unload_threads": (int, "versions unload in the polling thread"),
+    "max_num_load_retries": (int, _NO_RETRY),
+    "load_retry_interval_micros": (int, _NO_RETRY),
+    "flush_filesystem_caches": (tf_bool, "models are read from local files with no cache to "
+                                         "flush"),
+    "tensorflow_session_config_file": (
+        str, "TensorFlow 2 runs no Session here; use --tensorflow_intra_op_parallelism and "
+             "--tensorflow_inter_op_parallelism"),
+    "platform_config_file": (str, "only the TensorFlow (SavedModel) platform is served"),
+    "per_process_gpu_memory_fraction": (float, "TensorFlow's default GPU memory policy "
+                                               "applies"),
+    "saved_model_tags": (str, "the MetaGraph tagged 'serve' is always loaded"),
+    "grpc_max_threads": (int, "gRPC runs on grpc.aio's event loop, not a thread pool"),
+    "enable_model_warmup": (tf_bool, "warmup records (assets.extra/tf_serving_warmup_requests) "
+                                     "are not replayed"),
+    "num_request_iterations_for_warmup": (int, "warmup records are not replayed"),
+    "monitoring_config_file": (str, "Prometheus metrics are always served at "
+                                    "/monitoring/prometheus/metrics"),
+    "remove_unused_fields_from_bundle_metagraph": (
+        tf_bool, "the SavedModel is loaded by tf.saved_model.load, which keeps no MetaGraph"),
+    "prefer_tflite_model": (
+        tf_bool, "model.tflite (nwp-export --litert) holds the phone's step signature, not the "
+                 "SavedModel's serving signatures, so the SavedModel is served"),
+    "num_tflite_pools": (int, "TensorFlow Lite models are not served (see "
+                              "--prefer_tflite_model)"),
+    "num_tflite_interpreters_per_pool": (int, "TensorFlow Lite models are not served (see "
+                                              "--prefer_tflite_model)"),
+    "enable_signature_method_name_check": (
+        tf_bool, "every signature here is a predict signature"),
+    "xla_cpu_compilation_enabled": (tf_bool, "XLA JIT is left at TensorFlow's default"),
+    "xla_gpu_compilation_enabled": (tf_bool, "XLA JIT is left at TensorFlow's default"),
+    "enable_profiler": (tf_bool, "there is no profiler service"),
+    "thread_pool_factory_config_file": (
+        str, "thread pools are sized by --tensorflow_intra_op_parallelism and "
+             "--tensorflow_inter_op_parallelism"),
+    "mixed_precision": (str, "models run in the precision they were exported in"),
+    "skip_initialize_tpu": (tf_bool, "there is no TPU support"),
+    "enable_grpc_healthcheck_service": (
+        tf_bool, "the grpc.health.v1 service needs grpcio-health-checking, not a dependency; "
+                 "probe GET /v1/models/<name> or ModelService.GetModelStatus instead"),
+}
+# Flags that would make TF Serving encrypt gRPC: refused when set, since serving plaintext
+# to clients that expect TLS or ALTS would be a silent downgrade.
+REFUSED = {"use_alts_credentials": tf_bool, "ssl_config_file": str}
+
+
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="nwp-serve",
+        prog="nwp-serve", usage="nwp-serve [--flag=value ...] (nwp-serve --help lists them)",
         description="Serve SavedModels over TensorFlow Serving's REST and gRPC APIs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False)  # as tensorflow_model_server: --enable_b is not --enable_batching
     p.add_argument("--rest_api_port", type=int, default=8501, help="REST port")
     p.add_argument("--port", type=int, default=8500,
                    help="gRPC port (TF Serving's PredictionService and ModelService); 0: off")
@@ -362,17 +445,29 @@ def build_parser():
                         "labels); replaces --model_name/--model_base_path")
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                    help="how often to look for new versions; 0 loads once")
-    p.add_argument("--enable_batching", action="store_true",
-                   help="batch concurrent predict requests (TF Serving's flag)")
+    p.add_argument("--grpc_socket_path", default="",
+                   help="also serve gRPC on this Unix socket (relative or absolute path)")
+    p.add_argument("--grpc_channel_arguments", default="",
+                   help="grpcio server options, comma separated key=value (e.g. "
+                        "grpc.max_connection_age_ms=2000); int values are passed as ints")
+    _bool_flag(p, "enable_serialization_as_tensor_content",
+               "gRPC Predict answers numbers in tensor_content instead of float_val, "
+               "int64_val, ... (strings stay in string_val)")
+    p.add_argument("--version", action="store_true",
+                   help="print nwp-serve's and TensorFlow's versions and exit")
+    _bool_flag(p, "enable_batching", "batch concurrent predict requests (TF Serving's flag)")
     p.add_argument("--batching_parameters_file", default=None,
                    help="BatchingParameters text proto: max_batch_size, batch_timeout_micros, "
                         "num_batch_threads, max_enqueued_batches")
-    p.add_argument("--rest_api_enable_cors_support", action="store_true",
-                   help="add CORS headers to REST answers (browsers on other origins)")
+    _bool_flag(p, "rest_api_enable_cors_support",
+               "add CORS headers to REST answers (browsers on other origins)")
     p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
                    help="threads one TensorFlow op may use (0: TensorFlow chooses)")
     p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
                    help="TensorFlow ops run at once (0: TensorFlow chooses)")
+    p.add_argument("--tensorflow_session_parallelism", type=int, default=0,
+                   help="both of the above at once, used when neither is set (0: TensorFlow "
+                        "chooses)")
     p.add_argument("--max_request_bytes", type=int, default=8 << 20,
                    help="larger request bodies get 413 (REST) or RESOURCE_EXHAUSTED (gRPC)")
     p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
@@ -389,6 +484,20 @@ def build_parser():
     p.add_argument("--no_web_page", action="store_true",
                    help="do not serve the page at / (type with suggestions, generate, "
                         "surprisal; it calls only the REST API)")
+    quiet = p.add_argument_group(
+        "tensorflow_model_server flags with no effect here (accepted; each one given is "
+        "named in one line at start)")
+    for name, (kind, why) in NO_EFFECT.items():
+        if kind is tf_bool:
+            quiet.add_argument(f"--{name}", type=tf_bool, nargs="?", const=True,
+                               metavar="true|false", help=why)
+        else:
+            quiet.add_argument(f"--{name}", type=kind, help=why)
+    for name, kind in REFUSED.items():
+        p.add_argument(f"--{name}", type=kind, nargs="?" if kind is tf_bool else None,
+                       const=True if kind is tf_bool else None,
+                       metavar="true|false" if kind is tf_bool else None,
+                       help="refused if set: nwp-serve serves plaintext gRPC only")
     return p
 
 
@@ -396,6 +505,30 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.version:  # tensorflow_model_server --version: both versions, exit 0
+        from importlib.metadata import PackageNotFoundError, version
+
+        import tensorflow as tf
+
+        try:
+            ours = version("nwp-zoo")
+        except PackageNotFoundError:
+            ours = "unknown (not installed)"
+        print(f"nwp-serve: {ours}\nTensorFlow Library: {tf.__version__}")
+        return 0
+    if args.use_alts_credentials or args.ssl_config_file:
+        parser.error("--use_alts_credentials and --ssl_config_file are not supported: "
+                     "nwp-serve serves plaintext gRPC only (put a TLS proxy in front)")
+    for name in NO_EFFECT:
+        if getattr(args, name) is not None:
+            print(f"nwp-serve: --{name} has no effect here: {NO_EFFECT[name][1]}",
+                  file=sys.stderr, flush=True)
+    from serving.grpc_server import parse_channel_arguments
+
+    try:
+        channel_arguments = parse_channel_arguments(args.grpc_channel_arguments)
+    except ValueError as err:
+        parser.error(str(err))
     for flag in ("rest_api_port", "port"):
         if not 0 <= getattr(args, flag) <= 65535:
             parser.error(f"--{flag} must be in 0..65535, got {getattr(args, flag)}")
@@ -409,10 +542,15 @@ def main(argv=None):
     if args.max_request_bytes > (1 << 31) - 1:  # grpcio's message limit is an int32
         parser.error(f"--max_request_bytes must be at most {(1 << 31) - 1}, got "
                      f"{args.max_request_bytes}")
-    for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
+    for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
+                 "tensorflow_session_parallelism"):
         if not 0 <= getattr(args, flag) <= 4096:
             parser.error(f"--{flag} must be in 0..4096 (0: TensorFlow chooses), got "
                          f"{getattr(args, flag)}")
+    if (args.tensorflow_session_parallelism and args.tensorflow_intra_op_parallelism
+            and args.tensorflow_inter_op_parallelism):  # TF Serving's server.cc refuses too
+        parser.error("set --tensorflow_session_parallelism or --tensorflow_intra_op_parallelism"
+                     " and --tensorflow_inter_op_parallelism, not all three")
     try:
         check_poll_seconds(args.file_system_poll_wait_seconds)
     except ValueError as err:
@@ -429,6 +567,10 @@ def main(argv=None):
         except ValueError as err:
             parser.error(str(err))
         batcher = Batcher(**params)
+    if not (args.tensorflow_intra_op_parallelism or args.tensorflow_inter_op_parallelism):
+        # TF Serving's server.cc: session parallelism sizes both pools when neither is set
+        args.tensorflow_intra_op_parallelism = args.tensorflow_session_parallelism
+        args.tensorflow_inter_op_parallelism = args.tensorflow_session_parallelism
     if args.tensorflow_intra_op_parallelism or args.tensorflow_inter_op_parallelism:
         import tensorflow as tf  # must be set before TensorFlow runs its first op
 
@@ -457,7 +599,7 @@ def main(argv=None):
                    batcher, args.rest_api_enable_cors_support, args.max_request_tensor_bytes,
                    args.max_request_tokens, args.rest_api_timeout_in_ms,
                    web_page=not args.no_web_page)
-    if args.port:
+    if args.port or args.grpc_socket_path:
         servers = []
 
         async def grpc_api(app):  # gRPC on the REST server's event loop, up before REST
@@ -467,10 +609,16 @@ def main(argv=None):
                                       batcher=batcher, max_rows=args.max_batch_size_per_request,
                                       max_request_bytes=args.max_request_bytes,
                                       max_tensor_bytes=args.max_request_tensor_bytes,
-                                      max_tokens=args.max_request_tokens)
+                                      max_tokens=args.max_request_tokens,
+                                      tensor_content=args.enable_serialization_as_tensor_content,
+                                      socket_path=args.grpc_socket_path or None,
+                                      channel_arguments=channel_arguments)
             await server.start()
             servers.append(server)
-            print(f"gRPC on {args.host}:{args.port}", flush=True)
+            if args.port:
+                print(f"gRPC on {args.host}:{args.port}", flush=True)
+            if args.grpc_socket_path:
+                print(f"gRPC on unix:{args.grpc_socket_path}", flush=True)
             yield
             await server.stop(grace=30)
 

@@ -28,11 +28,20 @@ class TwoInputs(tf.Module):
         return {"joined_bytes": repeated, "doubled": n * 2}
 
 
+class Narrow(tf.Module):
+    """int8 and int16 inputs, widened and added: a + b as int32."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int8, name="a"),
+                                  tf.TensorSpec([None], tf.int16, name="b")])
+    def serve(self, a, b):
+        return {"sum": tf.cast(a, tf.int32) + tf.cast(b, tf.int32)}
+
+
 @pytest.fixture(scope="module")
 def fixture_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("fixtures")
     config = ["model_config_list {"]
-    for name, module in (("half", HalfPlusTwo()), ("two", TwoInputs())):
+    for name, module in (("half", HalfPlusTwo()), ("two", TwoInputs()), ("narrow", Narrow())):
         tf.saved_model.save(module, str(base / name / "1"),
                             signatures={"serving_default": module.serve})
         config.append(f"  config {{ name: '{name}' base_path: '{base / name}' }}")
@@ -73,6 +82,14 @@ CASES = [
     ("two", '{"instances": [1, 2]}', 400, "instances is a plain list"),
     ("two", '{"inputs": {"n": [1]}}', 400, "Missing named input: s"),
     ("two", '{"instances": [{"n": 1, "s": {"b64": "***"}}]}', 400, "base64"),
+    # int8/int16: the ends of their ranges pass, one past them is a 400 naming the range
+    # (TF Serving would wrap such a value silently; a 500 was the old answer here)
+    ("narrow", '{"inputs": {"a": [127, -128], "b": [32767, -32768]}}', 200,
+     {"outputs": [32894, -32896]}),
+    ("narrow", '{"inputs": {"a": [128], "b": [0]}}', 400, "out of range for int8 (-128..127)"),
+    ("narrow", '{"inputs": {"a": [0], "b": [-32769]}}', 400,
+     "out of range for int16 (-32768..32767)"),
+    ("narrow", '{"instances": [{"a": -129, "b": 0}]}', 400, "out of range for int8"),
 ]
 
 
@@ -84,6 +101,35 @@ def test_rest_conformance(fixture_server, model, raw, code, expected):
         assert json.loads(text) == expected
     else:
         assert expected in json.loads(text)["error"]
+
+
+def test_out_of_range_leaves_the_server_serving(fixture_server):
+    assert post(fixture_server, "/v1/models/narrow:predict",
+                '{"inputs": {"a": [300], "b": [1]}}')[0] == 400
+    assert post(fixture_server, "/v1/models/narrow:predict",
+                '{"inputs": {"a": [3], "b": [1]}}')[0] == 200
+
+
+@pytest.mark.parametrize("method, path, raw, code", [
+    ("POST", "/v1/models/half:predict", '{"instances": [1.0]}', 200),
+    ("POST", "/v1/models/half:predict", '{"instances": ["x"]}', 400),
+    ("POST", "/v1/models/nope:predict", '{"instances": [1.0]}', 404),
+    ("GET", "/v1/models/half", None, 200),
+    ("GET", "/v1/models/half/metadata", None, 200),
+    ("GET", "/v1/models/half/versions/9", None, 404),
+])
+def test_content_type_is_application_json_without_a_charset(fixture_server, method, path,
+                                                             raw, code):
+    # TF Serving sets exactly "Content-Type: application/json" (http_rest_api_util.cc)
+    req = urllib.request.Request(fixture_server + path, method=method,
+                                 data=raw.encode() if raw is not None else None)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            status, headers = resp.status, resp.headers
+    except urllib.error.HTTPError as err:
+        status, headers = err.code, err.headers
+    assert status == code
+    assert headers.get_all("Content-Type") == ["application/json"]
 
 
 def test_nan_outputs_are_the_bare_token(fixture_server):

@@ -44,6 +44,23 @@ def test_predict_equals_the_saved_model_in_process(channel, exported):
             resp.model_spec.signature_name) == ("nwp", 1, "serving_default")
 
 
+def test_numbers_come_back_in_the_typed_fields_as_tf_serving_sends_them(channel, exported):
+    # tensorflow_model_server fills float_val, int64_val, ... unless started with
+    # --enable_serialization_as_tensor_content; clients that read .float_val rely on it.
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    resp = stub.Predict(_request(PROMPTS, version=1), timeout=30)
+    direct = tf.saved_model.load(str(exported[1])).signatures["serving_default"](
+        text=tf.constant(PROMPTS))
+    probs = resp.outputs["probabilities"]
+    assert probs.dtype == tf.float32.as_datatype_enum and not probs.tensor_content
+    want = direct["probabilities"].numpy()
+    assert [d.size for d in probs.tensor_shape.dim] == list(want.shape)
+    np.testing.assert_allclose(np.array(probs.float_val, np.float32), want.ravel(), rtol=1e-6)
+    np.testing.assert_array_equal(tf.make_ndarray(probs), np.array(probs.float_val,
+                                                                   np.float32).reshape(want.shape))
+    assert list(resp.outputs["words"].string_val) == direct["words"].numpy().ravel().tolist()
+
+
 def test_output_filter(channel):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     req = _request(["the"])
@@ -186,7 +203,7 @@ def test_tensor_proto_fast_paths_match_tensorflow(value):
     from serving.grpc_server import to_ndarray, to_tensor_proto
 
     ours = predict_pb2.PredictResponse().outputs["t"]
-    to_tensor_proto(value, ours)
+    to_tensor_proto(value, ours, tensor_content=True)
     theirs = tf.make_tensor_proto(value)
     assert ours == theirs  # field by field, as tf.make_tensor_proto writes it
     back, expected = to_ndarray(theirs), tf.make_ndarray(theirs)
@@ -218,3 +235,98 @@ def test_unknown_dtype_and_multi_inference_get_clear_codes(channel):
         stub.MultiInference(inference_pb2.MultiInferenceRequest(), timeout=30)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "use Predict" in info.value.details()
+
+
+# The field Tensor::AsProtoField (tensorflow/core/framework/tensor.cc) fills for each dtype.
+@pytest.mark.parametrize("value, field", [
+    (np.arange(6, dtype=np.float32).reshape(2, 3) / 7, "float_val"),
+    (np.array([1e300, -0.0, np.inf]), "double_val"),
+    (np.array([[1, -2], [3, 2**31 - 1]], dtype=np.int32), "int_val"),
+    (np.array([-128, 127], dtype=np.int8), "int_val"),
+    (np.array([-(2**15), 7], dtype=np.int16), "int_val"),
+    (np.array([0, 255], dtype=np.uint8), "int_val"),
+    (np.array([-(2**63), 2**63 - 1], dtype=np.int64), "int64_val"),
+    (np.array([2**64 - 1], dtype=np.uint64), "uint64_val"),
+    (np.array([True, False]), "bool_val"),
+    (np.float32(2.5), "float_val"),
+    (np.zeros((0, 5), np.float32), "float_val"),
+    (np.array([b"a", b"\xff"], dtype=object), "string_val"),
+])
+def test_typed_fields_by_default(value, field):
+    from serving.grpc_server import to_tensor_proto
+
+    ours = predict_pb2.PredictResponse().outputs["t"]
+    to_tensor_proto(value, ours)
+    assert not ours.tensor_content
+    assert len(getattr(ours, field)) == np.asarray(value).size
+    assert ours.dtype == tf.as_dtype(np.asarray(value).dtype if field != "string_val"
+                                     else tf.string).as_datatype_enum
+    back = tf.make_ndarray(ours)
+    assert back.shape == np.shape(value)
+    np.testing.assert_array_equal(back, value)
+
+
+def test_missing_or_empty_model_spec_is_invalid_argument(channel):
+    # TF Serving: "Missing ModelSpec" (predict_impl.cc, get_model_metadata_impl.cc,
+    # get_model_status_impl.cc) and "ModelSpec has no name specified." (server_core.cc)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    no_spec = predict_pb2.PredictRequest()
+    no_spec.inputs["text"].CopyFrom(tf.make_tensor_proto(["a"]))
+    empty_name = _request(["a"], name="")
+    metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    status = get_model_status_pb2.GetModelStatusRequest()
+    for call, request, text in (
+            (stub.Predict, no_spec, "Missing ModelSpec"),
+            (stub.Predict, empty_name, "ModelSpec has no name specified."),
+            (stub.GetModelMetadata, metadata, "Missing ModelSpec"),
+            (model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus, status,
+             "Missing ModelSpec")):
+        with pytest.raises(grpc.RpcError) as info:
+            call(request, timeout=30)
+        assert (info.value.code(), info.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                             text)
+    metadata.model_spec.name = ""
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetModelMetadata(metadata, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert stub.Predict(_request(["the"]), timeout=30).outputs["words"].string_val  # still up
+
+
+def test_tensor_content_flag_unix_socket_and_no_effect_flags(exported, tmp_path):
+    """One server with --enable_serialization_as_tensor_content=true, --grpc_socket_path and
+    flags tensorflow_model_server takes that have no effect here."""
+    from tests.conftest import launch_server
+
+    sock = tmp_path / "grpc.sock"
+    quiet = ["--rest_api_num_threads=4", "--monitoring_config_file=/nonexistent",
+             "--enable_model_warmup=false", "--xla_cpu_compilation_enabled"]
+    with open(tmp_path / "log", "w+") as log:
+        proc, _, _ = launch_server(f"--model_base_path={exported[0]}", "--model_name=nwp",
+                                   "--enable_serialization_as_tensor_content=true",
+                                   f"--grpc_socket_path={sock}",
+                                   "--grpc_channel_arguments=grpc.max_connection_age_ms=60000",
+                                   *quiet, log=log)
+        try:
+            with grpc.insecure_channel(f"unix:{sock}") as ch:
+                grpc.channel_ready_future(ch).result(timeout=60)
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+                resp = stub.Predict(_request(PROMPTS), timeout=30)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        log.seek(0)
+        lines = log.read().splitlines()
+    direct = tf.saved_model.load(str(exported[1])).signatures["serving_default"](
+        text=tf.constant(PROMPTS))
+    probs = resp.outputs["probabilities"]
+    want = direct["probabilities"].numpy()
+    assert not probs.float_val and len(probs.tensor_content) == want.size * 4
+    np.testing.assert_allclose(np.frombuffer(probs.tensor_content, "<f4").reshape(want.shape),
+                               want, rtol=1e-6)
+    np.testing.assert_allclose(tf.make_ndarray(probs), want, rtol=1e-6)
+    assert list(resp.outputs["words"].string_val) == direct["words"].numpy().ravel().tolist()
+    for flag in quiet:
+        name = flag.split("=")[0]
+        said = [line for line in lines if line.startswith(f"nwp-serve: {name} has no effect")]
+        assert len(said) == 1, (name, lines)
+    assert f"gRPC on unix:{sock}" in lines

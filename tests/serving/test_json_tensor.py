@@ -101,3 +101,17 @@ def test_bytes_outputs_are_base64_and_single_outputs_drop_the_name():
 def test_row_response_needs_a_shared_batch_size():
     out = {"a": np.zeros((2, 1)), "b": np.zeros((3, 1))}
     assert "inconsistent batch size" in _error(format_predict_response, out, True).message
+
+
+@pytest.mark.parametrize("dtype, good, bad, text", [
+    (tf.int8, [-128, 127], 128, "out of range for int8 (-128..127)"),
+    (tf.int8, [0], -129, "out of range for int8"),
+    (tf.int16, [-32768, 32767], 32768, "out of range for int16 (-32768..32767)"),
+    (tf.uint8, [0, 255], 256, "not of expected type: uint8"),
+    (tf.uint8, [1], -1, "not of expected type: uint8"),
+])
+def test_narrow_ints_are_range_checked(dtype, good, bad, text):
+    np.testing.assert_array_equal(value_to_array(good, dtype), good)
+    assert value_to_array(good, dtype).dtype == dtype.as_numpy_dtype
+    err = _error(value_to_array, [bad], dtype)
+    assert err.code == "INVALID_ARGUMENT" and text in err.message
