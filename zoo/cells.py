@@ -8,8 +8,9 @@ Every cell follows Keras's cell contract: ``state_size``, ``output_size``,
 
 Weights use Keras's row-vector layout, ``z = x_t @ kernel + h_{t-1} @ recurrent_kernel +
 bias``, with the matching Keras cell's shapes and gate order, so
-``set_weights(builtin_cell.get_weights())`` copies across in both directions. In the seed's
-column notation, ``kernel = W_xh^T`` and ``recurrent_kernel = W_hh^T``.
+``set_weights(builtin_cell.get_weights())`` copies across in both directions. In the
+column-vector notation of the textbooks (``h_t = tanh(W_hh h_{t-1} + W_xh x_t)``),
+``kernel = W_xh^T`` and ``recurrent_kernel = W_hh^T``.
 
 Constructor contract: each cell takes every argument of its Keras 3.15 counterpart
 (``SimpleRNNCell``, ``LSTMCell``, ``GRUCell``; ``CIFGCell`` takes ``LSTMCell``'s) with Keras's
@@ -224,7 +225,7 @@ _COMMON_ARGS = """
 class RNNCell(_GatedCell):
     """The Elman (vanilla) recurrent cell (Elman 1990), one time step per call::
 
-        h_t = act(x_t W_xh + h_{t-1} W_hh + b)        (the seed: h_t = tanh(W_hh h_{t-1} + W_xh x_t))
+        h_t = act(x_t W_xh + h_{t-1} W_hh + b)        (row vectors; Elman 1990 with act = tanh)
 
     Weights as ``keras.layers.SimpleRNNCell``: ``kernel (input_dim, units)``,
     ``recurrent_kernel (units, units)``, ``bias (units,)`` (absent with ``use_bias=False``).
