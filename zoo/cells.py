@@ -26,8 +26,8 @@ on ``h_{t-1}``, with **one mask per sequence**, drawn before the time loop and r
 step. All gates share the input mask and all gates share the recurrent mask (the "tied"
 variant); Keras's LSTM and GRU cells draw one recurrent mask per gate, so with dropout on,
 the zoo's and Keras's cells drop different units (same rates, same expectation). This relies
-on Keras's ``DropoutRNNCell`` mix-in (``keras.src``; the only way ``keras.layers.RNN`` draws
-masks outside its loop), pinned with keras 3.15.
+on Keras's ``DropoutRNNCell`` mix-in (private; the only way ``keras.layers.RNN`` draws
+masks outside its loop), imported from :mod:`zoo._keras_compat`, which says why.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ import numbers
 
 import keras
 from keras import ops
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
+from zoo._keras_compat import DropoutRNNCell
 
 
 def _check_step_input(cell_name, inputs, states, expected_states, units):
