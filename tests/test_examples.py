@@ -99,3 +99,24 @@ def test_export_and_query_savedmodel_equals_litert(own_text_run, tmp_path):
     assert [w for w, _ in saved] == [w for w, _ in lite] and saved[0][0] == "five"
     np.testing.assert_allclose([q for _, q in lite], [q for _, q in saved], atol=2e-4)
     assert re.search(r"^generate \(greedy\): five six", out, re.M), out
+
+
+def test_package_level_names_resolve_lazily():
+    code = (
+        "import sys, importlib, training, serving\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "from serving import LiteRTPredictor\n"
+        "assert 'tensorflow' not in sys.modules  # the LiteRT runner stays TensorFlow-free\n"
+        "for package in (training, serving):\n"
+        "    for name, module in package._EXPORTS.items():\n"
+        "        assert getattr(package, name) is getattr(importlib.import_module(module), name)\n"
+        "    assert sorted(package.__all__) == sorted(package._EXPORTS)\n"
+        "try:\n"
+        "    training.no_such_name\n"
+        "except AttributeError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
