@@ -28,6 +28,8 @@ else:
     from pydoc_data import topics
     lines = "\n".join(topics.topics[k] for k in sorted(topics.topics)).splitlines()[:6000]
 lines = [line for line in lines if line.strip()][: 600 if args.tiny else None]
+if len(lines) < 10:
+    p.error(f"{args.text_file} has {len(lines)} non-empty lines; give it at least 10")
 cut = max(1, int(len(lines) * 0.9))  # the last 10% of the lines are for validation
 vectorizer = WordVectorizer.fit(lines[:cut], standardize="lower_punct", max_tokens=5000)
 train_ids, valid_ids = (vectorizer.encode_lines(part) for part in (lines[:cut], lines[cut:]))
@@ -46,5 +48,6 @@ print(f"vocabulary {vectorizer.vocab_size} ids; validation perplexity "
 predictor = NextWordPredictor(vectorizer, model)
 predictor.save(args.output)  # model.keras, vocab.txt, text.json
 top = predictor.top_k(tf.constant([args.prompt]), k=5)
-print(f"saved {args.output}; after {args.prompt!r}: " + ", ".join(
-    f"{w.decode()} {q:.3f}" for w, q in zip(top["words"][0].numpy(), top["probabilities"][0].numpy())))
+words, probs = top["words"][0].numpy(), top["probabilities"][0].numpy()
+print(f"saved {args.output}; after {args.prompt!r}: "
+      + ", ".join(f"{w.decode()} {q:.3f}" for w, q in zip(words, probs)))

@@ -43,4 +43,4 @@ def test_the_pattern_catches_what_it_should():
     assert OUTSIDE.search("see ``shared/reference/tf_serving_api.md``, section 5")
     assert OUTSIDE.search("--data-dir ../shared/data")
     assert OUTSIDE.search("In the seed's notation")
-    assert not OUTSIDE.search("keras.utils.set_random_seed(seed); the same seed gives the same text")
+    assert not OUTSIDE.search("set_random_seed(seed); the same seed gives the same text")

@@ -1,6 +1,6 @@
 """The two Keras internals the zoo relies on, kept in one place (checked with Keras 3.15).
 
-Everything else in ``zoo`` uses Keras's public API. These two have no public equivalent;
+The zoo imports nothing else from ``keras.src``. These two have no public equivalent;
 ``tests/zoo/test_keras_compat.py`` fails when Keras changes either, or when a public way
 appears.
 
@@ -11,12 +11,13 @@ appears.
    the check is ``isinstance(cell, DropoutRNNCell)`` and the class is not exported under
    ``keras.layers``. A custom cell that draws its own masks inside ``call`` would draw them
    inside the loop (a new mask at every step), so the zoo's cells inherit the mix-in, as
-   Keras's ``SimpleRNNCell``, ``LSTMCell`` and ``GRUCell`` do. Relied on: ``get_dropout_mask(x)`` / ``get_recurrent_dropout_mask(h)`` return a mask of
-   ``x``'s shape, scaled by ``1 / (1 - rate)``, drawn from ``self.seed_generator`` with
-   ``self.dropout`` / ``self.recurrent_dropout`` and cached until
-   ``reset_dropout_mask()`` / ``reset_recurrent_dropout_mask()``.
+   Keras's ``SimpleRNNCell``, ``LSTMCell`` and ``GRUCell`` do. Relied on:
+   ``get_dropout_mask(x)`` / ``get_recurrent_dropout_mask(h)`` return a mask of ``x``'s
+   shape, 0 or ``1 / (1 - rate)``, drawn from ``self.seed_generator`` with ``self.dropout``
+   / ``self.recurrent_dropout`` and cached until ``reset_dropout_mask()`` /
+   ``reset_recurrent_dropout_mask()``.
 
-2. :class:`SkipSymbolicBuildWhenBuilt`, an override of ``Trainer._maybe_symbolic_build``
+2. :class:`SkipSymbolicBuildWhenBuilt`, an override of ``TensorFlowTrainer._maybe_symbolic_build``
    (``keras/src/backend/tensorflow/trainer.py``), which ``fit`` and ``evaluate`` call with
    ``iterator=`` before the first step. Under a distribution strategy it builds the model from
    a first batch *reduced across replicas* (``strategy.reduce("MEAN", ...)``), which fails for

@@ -125,3 +125,14 @@ def test_the_language_model_uses_the_compat_override():
     ids = np.random.default_rng(0).integers(2, 12, (4, 6)).astype("int32")
     history = model.fit(ids[:, :-1], ids[:, 1:], verbose=0, epochs=1)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_no_other_module_reaches_into_keras_internals():
+    import pathlib
+
+    import zoo
+
+    for path in pathlib.Path(zoo.__file__).parent.glob("*.py"):
+        if path.name != "_keras_compat.py":
+            text = path.read_text(encoding="utf-8")
+            assert "keras.src" not in text and "_maybe_symbolic_build" not in text, path
