@@ -1,7 +1,7 @@
 """TF Serving's gRPC API on the ``tensorflow-serving-api`` protos (grpcio).
 
-Services (TF Serving's ``tensorflow_serving/apis/prediction_service.proto`` and
-``model_service.proto``):
+Services (``tensorflow_serving/apis/prediction_service.proto`` and ``model_service.proto``
+in github.com/tensorflow/serving):
 
 * ``tensorflow.serving.PredictionService``: ``Predict``, ``GetModelMetadata`` (the
   ``signature_def`` field), and ``Classify`` / ``Regress`` answering as TF Serving does for a

@@ -1,7 +1,7 @@
 """JSON <-> tensors for TF Serving's REST ``:predict`` API (row and columnar formats).
 
-Follows ``tensorflow_serving/util/json_tensor.cc`` as described in
-``shared/reference/tf_serving_api.md`` (sections 1.4-1.8): the dtype of every input comes
+Follows ``tensorflow_serving/util/json_tensor.cc`` and its tests (github.com/tensorflow/serving;
+the REST API is described in ``g3doc/api_rest.md`` there): the dtype of every input comes
 from the SignatureDef; an element's shape is read from its first sub-element at each level
 and every other element must match it; strings are JSON strings or ``{"b64": ...}``;
 output aliases ending in ``_bytes`` are written as ``{"b64": ...}``.

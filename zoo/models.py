@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from zoo._keras_compat import SkipSymbolicBuildWhenBuilt
 from zoo.text import PAD_ID
 
 LOSS_REDUCTIONS = ("sum_over_time", "mean")
@@ -96,7 +97,7 @@ def _merge_duplicate_slices(grad):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class LanguageModel(keras.Model):
+class LanguageModel(SkipSymbolicBuildWhenBuilt, keras.Model):
     """Base next-token language model with a BPTT ``train_step`` and explicit clipping.
 
     Subclasses implement ``call(token_ids, training=False) -> logits`` with token ids int
@@ -178,14 +179,6 @@ class LanguageModel(keras.Model):
                 f"The optimizer clips gradients itself ({clips}); LanguageModel clips in its "
                 "train_step (clipnorm=...). Remove clipping from the optimizer."
             )
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3.15's fit builds the model from a first batch reduced across replicas, which
-        # fails under MultiWorkerMirroredStrategy for integer inputs (keras-team/keras#20585).
-        # A built model with a built optimizer has nothing left to build: skip it then.
-        if self.built and getattr(self, "optimizer", None) is not None and self.optimizer.built:
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def compile_from_config(self, config):
         """Re-compile after ``keras.saving.load_model`` (restores the optimizer's state)."""

@@ -13,14 +13,14 @@ from zoo.transformer_lm import TransformerLanguageModel
 _RNN = dict(embedding_dim=200, units=200, num_layers=2)
 
 PRESETS = {
-    # Elman RNN with tanh (the seed's h_t = tanh(W_hh h_{t-1} + W_xh x_t)).
+    # Elman RNN with tanh: h_t = tanh(W_hh h_{t-1} + W_xh x_t) (Elman 1990).
     "rnn": (RecurrentLanguageModel, dict(cell="rnn", **_RNN)),
     # IRNN: ReLU, identity W_hh, zero bias (Le, Jaitly & Hinton 2015).
     "irnn": (RecurrentLanguageModel, dict(cell="rnn", activation="relu",
                                           recurrent_initializer="identity", **_RNN)),
     "lstm": (RecurrentLanguageModel, dict(cell="lstm", **_RNN)),
     "gru": (RecurrentLanguageModel, dict(cell="gru", **_RNN)),
-    # The seed's one-hot input: the first LSTM kernel is the embedding.
+    # One-hot input vectors: the first LSTM kernel is the embedding.
     "lstm-one-hot": (RecurrentLanguageModel, dict(cell="lstm", embedding="one_hot", units=200,
                                                   num_layers=1)),
     "lstm-tied": (RecurrentLanguageModel, dict(cell="lstm", tie_embeddings=True, dropout=0.5,

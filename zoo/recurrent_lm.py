@@ -3,7 +3,7 @@
 One class, :class:`RecurrentLanguageModel`, covers the Elman RNN (tanh or ReLU/IRNN), LSTM
 and GRU language models, with learned or one-hot input embeddings, optional tied input and
 output embeddings (Press & Wolf 2017; Inan et al. 2017), and optional attention of each step's
-output over the model's own past outputs (the seed's "learnable access to past states"; the
+output over the model's own past outputs (learned access to past states; the
 attentional hidden state of Luong et al. 2015, eq. 5: ``o_t = tanh(W_c [h_t; a_t])``).
 """
 
@@ -40,7 +40,7 @@ class RecurrentLanguageModel(LanguageModel):
         cell: ``"rnn"`` (Elman), ``"lstm"``, ``"cifg"`` (coupled input-forget gate LSTM)
             or ``"gru"``.
         embedding: ``"learned"`` (a trained ``(vocab_size, embedding_dim)`` table) or
-            ``"one_hot"`` (the seed's one-hot vectors; the first cell's kernel is then the
+            ``"one_hot"`` (one-hot input vectors; the first cell's kernel is then the
             embedding).
         embedding_dim: size of the learned embedding (ignored for one-hot).
         units: size of ``h_t`` in every layer.

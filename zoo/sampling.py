@@ -10,6 +10,14 @@ same text on every run and machine.
 * top-p / nucleus (Holtzman et al. 2020): sample among the smallest set of most likely
   tokens whose probability reaches ``p``;
 * beam search: keep the ``beam_width`` most likely continuations by summed log-probability.
+
+The eager sampler (:func:`sample`, :func:`filter_logits`, :func:`generate`) and the in-graph
+one (:func:`sample_in_graph`, which the exported ``generate`` signature runs) share one set
+of conventions and one implementation, so the same seed gives the same tokens in both:
+``temperature <= 0`` is greedy; ``top_k <= 0`` (or None) and ``top_p >= 1`` (or None) keep
+every token; ``top_p <= 0`` keeps only the most likely token; top-k and top-p choose the
+kept tokens from the model's own distribution (``softmax(logits)``) and the temperature then
+reshapes the draw among them; a token left out gets the logit :data:`NEG`.
 """
 
 from __future__ import annotations
@@ -17,7 +25,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-NEG = -1e9
+NEG = -1e30
+"""The logit of a token that must not be drawn, in every sampler here. Finite, so a row whose
+tokens are all filtered still gives a distribution (no NaN), and far below any kept logit
+divided by the smallest temperature (1e-6)."""
+
+_MIN_TEMPERATURE = 1e-6
 
 
 def greedy(logits):
@@ -37,59 +50,92 @@ def nucleus_mask(logits, top_p):
     return tf.gather(keep_sorted, tf.argsort(order, axis=-1), batch_dims=1)
 
 
-def filter_logits(logits, top_k=None, top_p=None):
-    """Set logits outside the top-k and/or the top-p nucleus to a large negative number.
+def kept_tokens(logits, top_k, top_p):
+    """bool ``(batch, vocab_size)``: the tokens a sampler may draw, by the conventions of
+    this module (those of the exported ``generate`` signature).
 
     Args:
-        logits: float ``(batch, vocab_size)``.
-        top_k: keep the ``k`` largest (1 <= k); None: all. Tokens tied with the k-th are
-            kept too.
-        top_p: keep the smallest most-likely set with cumulative probability >= p
-            (0 < p <= 1); the most likely token is always kept.
+        logits: float32 ``(batch, vocab_size)``.
+        top_k: int scalar (tensor or Python); the ``k`` largest logits are kept, and tokens
+            tied with the k-th; ``<= 0`` keeps every token.
+        top_p: float scalar; the top-p nucleus of the model's distribution (``softmax(logits)``,
+            before any temperature) is kept; ``>= 1`` keeps every token; the most likely token
+            is always kept, so ``top_p <= 0`` (or NaN) keeps only it.
 
-    Raises:
-        ValueError: logits not rank 2; ``top_k`` not an int >= 1; ``top_p`` outside (0, 1].
+    Returns:
+        The tokens in both the top-k set and the nucleus.
     """
+    vocab = tf.shape(logits)[-1]
+    top_k = tf.cast(top_k, tf.int32)
+    k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
+    kth = tf.math.top_k(logits, k=k).values[:, -1:]
+    top_p = tf.cast(top_p, tf.float32)
+    return tf.logical_and(logits >= kth,
+                          tf.logical_or(top_p >= 1.0, nucleus_mask(logits, top_p)))
+
+
+def _check_filters(logits, top_k, top_p):
+    """Eager arguments as tensors; ``None`` means "no filter". Raises ``ValueError``."""
     logits = tf.convert_to_tensor(logits, tf.float32)
     if logits.shape.rank != 2:
         raise ValueError(f"logits must be (batch, vocab_size), got shape {logits.shape}.")
-    if top_k is not None:
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}.")
-        k = min(int(top_k), logits.shape[-1])
-        kth = tf.math.top_k(logits, k=k).values[:, -1:]
-        logits = tf.where(logits < kth, NEG, logits)
-    if top_p is not None:
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}.")
-    if top_p is not None and top_p < 1.0:  # p = 1 keeps every token
-        keep = nucleus_mask(logits, top_p)
-        logits = tf.where(keep, logits, NEG)
-    return logits
+    if top_k is None:
+        top_k = 0
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
+        raise ValueError(f"top_k must be an int (<= 0 or None: keep every token), got "
+                         f"{top_k!r}.")
+    if top_p is None:
+        top_p = 1.0
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.number)):
+        raise ValueError(f"top_p must be a number (>= 1 or None: keep every token), got "
+                         f"{top_p!r}.")
+    return logits, int(top_k), float(top_p)
+
+
+def filter_logits(logits, top_k=None, top_p=None):
+    """Set logits outside the top-k set and the top-p nucleus to :data:`NEG`.
+
+    Args:
+        logits: float ``(batch, vocab_size)``.
+        top_k: int; ``<= 0`` or None keeps every token (see :func:`kept_tokens`).
+        top_p: float; ``>= 1`` or None keeps every token, ``<= 0`` only the most likely.
+
+    Returns:
+        float32 ``(batch, vocab_size)``.
+
+    Raises:
+        ValueError: logits not rank 2; ``top_k`` not an int; ``top_p`` not a number.
+    """
+    logits, top_k, top_p = _check_filters(logits, top_k, top_p)
+    return tf.where(kept_tokens(logits, top_k, top_p), logits, NEG)
 
 
 def sample(logits, seed, step=0, temperature=1.0, top_k=None, top_p=None):
-    """Draw one id per row, reproducibly.
+    """Draw one id per row, reproducibly: eagerly, with Python arguments, the same draw as
+    :func:`sample_in_graph` (what the exported ``generate`` signature runs) for the same
+    arguments.
 
     Args:
         logits: float ``(batch, vocab_size)``.
         seed: int; with ``step``, the key of TensorFlow's stateless random generator.
         step: int, the generation step (a different draw each step).
-        temperature: > 0; 1 samples the model's distribution, lower is greedier.
+        temperature: float; 1 samples the model's distribution, lower is greedier, ``<= 0``
+            is greedy (argmax).
         top_k, top_p: see :func:`filter_logits`.
 
     Returns:
         int32 ``(batch,)``.
 
     Raises:
-        ValueError: ``temperature <= 0``; as :func:`filter_logits`.
+        ValueError: as :func:`filter_logits`; ``temperature`` not a number.
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0 (use greedy for argmax), got {temperature}.")
-    logits = filter_logits(tf.convert_to_tensor(logits, tf.float32) / temperature, top_k,
-                           top_p)
-    return tf.cast(tf.random.stateless_categorical(logits, 1, seed=[int(seed), int(step)])[:, 0],
-                   tf.int32)
+    logits, top_k, top_p = _check_filters(logits, top_k, top_p)
+    if isinstance(temperature, bool) or not isinstance(temperature,
+                                                       (int, float, np.number)):
+        raise ValueError(f"temperature must be a number (<= 0: greedy), got {temperature!r}.")
+    return sample_in_graph(logits, tf.constant(int(seed), tf.int64),
+                           tf.constant(int(step), tf.int64), tf.constant(float(temperature)),
+                           tf.constant(top_k), tf.constant(top_p))
 
 
 def generate(model, prompt_ids, max_new_tokens, sampler="greedy", seed=0, temperature=1.0,
@@ -192,30 +238,27 @@ def sample_in_graph(logits, seed, step, temperature, top_k, top_p, banned=None):
 
     Args:
         logits: float ``(batch, vocab_size)``.
-        seed: int64 scalar; with ``step`` (int scalar), the stateless random key.
+        seed: int64 scalar; with ``step`` (int scalar), the stateless random key
+            ``[seed, step]``.
         temperature: float scalar; ``<= 0`` means greedy (argmax).
-        top_k: int scalar; ``<= 0`` keeps every token.
-        top_p: float scalar; ``>= 1`` keeps every token; the most likely token is always
-            kept, so ``top_p <= 0`` (or NaN) is greedy.
+        top_k, top_p: scalars, see :func:`kept_tokens` (``top_k <= 0`` and ``top_p >= 1``
+            keep every token; ``top_p <= 0`` or NaN is greedy).
         banned: optional bool ``(1 or batch, vocab_size)``: ids never returned, whatever the
             temperature.
 
     Returns:
-        int32 ``(batch,)``.
+        int32 ``(batch,)``: argmax when ``temperature <= 0``, else a draw from
+        ``softmax(logits / temperature)`` restricted to the kept tokens.
     """
     logits = tf.cast(logits, tf.float32)
     if banned is not None:
         logits = tf.where(banned, NEG, logits)
-    vocab = tf.shape(logits)[-1]
-    k = tf.where(top_k > 0, tf.minimum(tf.cast(top_k, tf.int32), vocab), vocab)
-    kth = tf.math.top_k(logits, k=k).values[:, -1:]
-    keep = logits >= kth
-    keep = tf.logical_and(keep, tf.logical_or(top_p >= 1.0, nucleus_mask(logits, top_p)))
+    keep = kept_tokens(logits, top_k, top_p)
     if banned is not None:
         keep = tf.logical_and(keep, tf.logical_not(banned))
     greedy_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    safe_t = tf.maximum(tf.cast(temperature, tf.float32), 1e-6)
-    scaled = tf.where(keep, logits / safe_t, -1e30)  # filtered ids stay out at any temperature
+    safe_t = tf.maximum(tf.cast(temperature, tf.float32), _MIN_TEMPERATURE)
+    scaled = tf.where(keep, logits / safe_t, NEG)  # filtered ids stay out at any temperature
     key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
     drawn = tf.cast(tf.random.stateless_categorical(scaled, 1, seed=key)[:, 0], tf.int32)
-    return tf.where(temperature > 0, drawn, greedy_ids)
+    return tf.where(tf.cast(temperature, tf.float32) > 0, drawn, greedy_ids)

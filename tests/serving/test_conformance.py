@@ -1,7 +1,8 @@
 """REST conformance on fixture models the test builds itself: a float model
 (y = 0.5 x + 2, TF Serving's half_plus_two) and a two-input model (int32 and string inputs,
-a string output whose name ends in _bytes). Expected answers come from
-shared/reference/tf_serving_api.md, sections 1.4-1.8."""
+a string output whose name ends in _bytes). Expected answers follow TF Serving's
+``tensorflow_serving/util/json_tensor_test.cc`` and ``g3doc/api_rest.md``
+(github.com/tensorflow/serving)."""
 
 import json
 import math

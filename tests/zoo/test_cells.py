@@ -96,7 +96,7 @@ def _sigmoid(z):
 
 
 def _numpy_run(name, weights, x, states, steps):
-    """The seed's equations, step by step, in float64 NumPy (no Keras)."""
+    """The cells' equations (column-vector notation), step by step, in float64 NumPy (no Keras)."""
     W, R, b = (w.astype("float64") for w in weights)
     h = states[0].astype("float64")
     c = states[1].astype("float64") if name == "lstm" else None

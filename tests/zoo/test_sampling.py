@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo import get_model
-from zoo.sampling import NEG, beam_search, filter_logits, generate, greedy, sample
+from zoo import NextWordPredictor, WordVectorizer, get_model
+from zoo.sampling import (NEG, beam_search, filter_logits, generate, greedy, sample,
+                          sample_in_graph)
 
 LOGITS = np.log(np.array([[0.1, 0.5, 0.15, 0.25], [0.4, 0.3, 0.2, 0.1]], "float32"))
 
@@ -50,11 +51,70 @@ def test_top_p_of_one_keeps_every_token_even_with_peaked_logits():
     np.testing.assert_array_equal(filter_logits(logits, top_p=1.0), logits)
 
 
-@pytest.mark.parametrize("kwargs", [{"temperature": 0}, {"top_k": 0}, {"top_p": 0.0},
-                                    {"top_p": 1.5}, {"top_k": 2.5}, {"top_k": True}])
+@pytest.mark.parametrize("kwargs", [{"top_k": 2.5}, {"top_k": True}, {"top_k": "3"},
+                                    {"top_p": "0.9"}, {"top_p": False},
+                                    {"temperature": None}, {"temperature": True}])
 def test_bad_sampler_arguments(kwargs):
     with pytest.raises(ValueError):
         sample(LOGITS, seed=0, **kwargs)
+
+
+def test_the_conventions_of_the_exported_generate_signature():
+    logits = np.random.default_rng(0).normal(size=(256, 9)).astype("float32")
+    argmax = np.argmax(logits, axis=-1)
+    for greedy_kwargs in ({"temperature": 0.0}, {"temperature": -1.0}, {"top_p": 0.0},
+                          {"top_p": -0.5}, {"top_k": 1}):
+        np.testing.assert_array_equal(sample(logits, seed=3, **greedy_kwargs), argmax)
+    everything = sample(logits, seed=3).numpy()
+    for keep_all in ({"top_k": 0}, {"top_k": -2}, {"top_k": 9}, {"top_k": 50},
+                     {"top_p": 1.0}, {"top_p": 1.5}):
+        np.testing.assert_array_equal(sample(logits, seed=3, **keep_all), everything)
+        np.testing.assert_array_equal(filter_logits(logits, **keep_all), logits)
+    assert not np.array_equal(everything, argmax)
+
+
+def test_eager_and_in_graph_samplers_draw_the_same_tokens():
+    logits = np.random.default_rng(1).normal(size=(64, 30)).astype("float32") * 3
+    graph_sampler = tf.function(sample_in_graph)
+    for temperature, top_k, top_p in [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8),
+                                      (0.5, 10, 0.9), (0.0, 0, 1.0), (2.0, -1, 2.0)]:
+        for seed, step in [(0, 0), (5, 3), (2**40, 7)]:
+            eager = sample(logits, seed, step, temperature, top_k, top_p).numpy()
+            graph = graph_sampler(
+                tf.constant(logits), tf.constant(seed, tf.int64), tf.constant(step),
+                tf.constant(temperature), tf.constant(top_k), tf.constant(top_p)).numpy()
+            np.testing.assert_array_equal(eager, graph)
+            kept = np.asarray(filter_logits(logits, top_k, top_p)) > NEG / 2
+            assert kept[np.arange(64), eager].all()  # never outside top-k and the nucleus
+
+
+def test_python_generation_equals_the_exported_generate_with_the_same_seed(model):
+    """``zoo.sampling.generate`` (eager) against ``NextWordPredictor.generate`` traced with
+    ``tf.function`` (the exported signature's graph), padding and [UNK] banned in both."""
+    vectorizer = WordVectorizer(["<eos>", "a", "b", "c", "d"])
+    predictor = NextWordPredictor(vectorizer, model)
+    signature = tf.function(predictor.generate)
+    real_step = model.step
+
+    def banned_step(token_ids, states):  # what the signature does to ids 0 and 1
+        logits, states = real_step(token_ids, states)
+        return tf.concat([tf.fill([tf.shape(logits)[0], 2], NEG), logits[:, 2:]], 1), states
+
+    prompt = [[vectorizer.eos_id, vectorizer.vocabulary.index("a"),
+               vectorizer.vocabulary.index("c")]]
+    for seed, temperature, top_k, top_p in [(0, 1.0, 0, 1.0), (11, 0.8, 3, 0.95),
+                                            (4, 1.5, 0, 0.7), (9, 0.0, 2, 0.5)]:
+        out = signature(tf.constant(["a c"]), tf.constant([8]), tf.constant([temperature]),
+                        tf.constant([top_k]), tf.constant([top_p]),
+                        tf.constant([seed], tf.int64))
+        model.step = banned_step
+        try:
+            ids = generate(model, np.array(prompt), 8, sampler="sample", seed=seed,
+                           temperature=temperature, top_k=top_k, top_p=top_p)[0]
+        finally:
+            model.step = real_step
+        expected = " ".join(vectorizer.vocabulary[i] for i in ids)
+        assert out["continuation"].numpy()[0].decode() == expected
 
 
 @pytest.fixture(scope="module")
