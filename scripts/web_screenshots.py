@@ -5,6 +5,9 @@ Debian's chromedriver, as tests/serving/test_web_browser.py).
     python scripts/web_screenshots.py --url http://127.0.0.1:8501 --model ptb --out docs \\
         --prompt "the company said" --score "the company said it expects profits to rise"
 
+The attention view is drawn for a model with an ``attention`` signature (e.g. the
+``lstm-attention`` preset or the Transformer); for others it shows why it is unavailable.
+
 writes ``web_type.png``, ``web_generate.png``, ``web_surprisal.png``, ``web_attention.png``
 and ``web_phone.png`` (the whole page at a phone's width) into ``--out``.
 """
@@ -32,6 +35,8 @@ def main(argv=None):
     p.add_argument("--prompt", default="the company said")
     p.add_argument("--generate", default="the company said")
     p.add_argument("--score", default="the company said it expects profits to rise")
+    p.add_argument("--attention", default="the name of the module is the name of the",
+                   help="prompt for the attention view (used if the model has the signature)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     from selenium import webdriver
@@ -67,10 +72,21 @@ def main(argv=None):
         driver.find_element("id", "score-run").click()
         wait(driver, "return document.getElementById('score-summary').dataset.perplexity")
         driver.find_element("id", "surprisal-view").screenshot(str(out / "web_surprisal.png"))
+        if driver.find_element("id", "attention-run").is_enabled():
+            box = driver.find_element("id", "attention-text")
+            box.clear()
+            box.send_keys(args.attention)
+            driver.find_element("id", "attention-run").click()
+            wait(driver, "return document.getElementById('attention-output').dataset.text "
+                 "=== arguments[0]", args.attention)
+        # The view is the last on the page: make the window tall enough to hold it whole (an
+        # element screenshot is cut at the viewport's edge).
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(900, max(1400, height + 200))
         driver.find_element("id", "attention-view").screenshot(str(out / "web_attention.png"))
         driver.set_window_size(390, 800)
         height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(390, min(height + 20, 5000))
+        driver.set_window_size(390, min(height + 200, 5000))  # + the window's own chrome
         driver.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
         driver.save_screenshot(str(out / "web_phone.png"))
     finally:

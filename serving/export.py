@@ -1,7 +1,7 @@
 """``nwp-export``: write a trained run as a SavedModel in TF Serving's layout.
 
 The SavedModel holds the text front end (``keras.layers.TextVectorization``) and the
-language model in one graph, with three signatures (every input has batch dimension -1, so
+language model in one graph, with three signatures, four for a model with attention (every input has batch dimension -1, so
 TF Serving's row format works)::
 
     serving_default
@@ -17,6 +17,16 @@ TF Serving's row format works)::
       inputs:  text DT_STRING [-1]
       outputs: token_log_probs DT_FLOAT [-1, -1] (nats, 0-padded), num_tokens DT_INT32 [-1],
                perplexity DT_FLOAT [-1]
+
+    attention   (only for models with attention: lstm-attention, the Transformer)
+      inputs:  text DT_STRING [-1]
+      outputs: tokens DT_STRING [-1, T] (the tokens the model reads, <eos> first, "" after
+               the end), num_tokens DT_INT32 [-1] (<eos> included),
+               weights DT_FLOAT [-1, layers, heads, T]: the attention weights of each
+               prompt's last token over its T positions, per layer and head (a recurrent
+               model with attention: 1 layer; 1 head, or 4 for multi_head), from the
+               layers' own return_attention_scores; each row sums to 1 over the real
+               tokens and is 0 on padding
 
 ``assets.extra/tf_serving_warmup_requests`` holds one request per signature (TF Serving
 runs them at load), and ``<model_base_path>/models.config`` lists the model for
@@ -190,14 +200,28 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
         spec(tf.float32, "temperature"), spec(tf.int32, "top_k"), spec(tf.float32, "top_p"),
         spec(tf.int64, "seed")])
     archive.add_endpoint("score", score, input_signature=[spec(tf.string, "text")])
+    warmup = dict(WARMUP)
+    if getattr(predictor.model, "has_attention", False):
+        def attention(text):
+            return predictor.attention(text, max_prompt_tokens=max_prompt_tokens)
+
+        archive.add_endpoint(ATTENTION_KEY, attention,
+                             input_signature=[spec(tf.string, "text")])
+        warmup[ATTENTION_KEY] = ATTENTION_WARMUP
     try:
         archive.write_out(tmp, verbose=False)
-        _write_warmup(tmp)
+        _write_warmup(tmp, warmup)
         loaded = tf.saved_model.load(tmp).signatures
         out = loaded[SIGNATURE_KEY](**{INPUT_KEY: tf.constant(["", "the"])})
         if sorted(out) != sorted(OUTPUT_KEYS) or out["words"].shape != (2, top_k):
             raise RuntimeError(f"The exported signature returned {dict(out)}; not exporting.")
-        for name, inputs in WARMUP.items():  # every signature runs before it is published
+        if ATTENTION_KEY in warmup:
+            out = loaded[ATTENTION_KEY](text=tf.constant(["", "the"]))
+            if (sorted(out) != sorted(ATTENTION_OUTPUT_KEYS) or len(out["weights"].shape) != 4
+                    or out["weights"].shape[-1] != out["tokens"].shape[-1]):
+                raise RuntimeError(f"The exported attention signature returned {dict(out)}; "
+                                   "not exporting.")
+        for name, inputs in warmup.items():  # every signature runs before it is published
             loaded[name](**{k: tf.constant(v, dtype=_WARMUP_DTYPES[k])
                             for k, v in inputs.items()})
         if litert is not None:
@@ -243,20 +267,24 @@ WARMUP = {
                  "top_p": [1.0], "seed": [0]},
     "score": {"text": ["the"]},
 }
+ATTENTION_KEY = "attention"
+ATTENTION_OUTPUT_KEYS = ("tokens", "num_tokens", "weights")
+ATTENTION_WARMUP = {"text": ["the"]}  # only written for models with an attention signature
 _WARMUP_DTYPES = {"max_new_tokens": "int32", "temperature": "float32", "top_k": "int32",
                   "top_p": "float32", "seed": "int64", "text": "string"}
 
 
-def _write_warmup(export_dir):
+def _write_warmup(export_dir, requests=None):
     """``assets.extra/tf_serving_warmup_requests``: a TFRecord of PredictionLog, one
-    PredictRequest per signature (TF Serving's ``saved_model_warmup``)."""
+    PredictRequest per signature (TF Serving's ``saved_model_warmup``); ``requests``:
+    ``{signature: inputs}`` of the signatures the export has (default :data:`WARMUP`)."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2, predict_pb2
 
     folder = os.path.join(export_dir, "assets.extra")
     os.makedirs(folder, exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(folder, "tf_serving_warmup_requests")) as writer:
-        for signature, inputs in WARMUP.items():
+        for signature, inputs in (WARMUP if requests is None else requests).items():
             request = predict_pb2.PredictRequest()
             request.model_spec.signature_name = signature
             for alias, value in inputs.items():

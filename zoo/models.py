@@ -219,6 +219,26 @@ class LanguageModel(SkipSymbolicBuildWhenBuilt, keras.Model):
         new_states)``. Subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} has no fixed-state step.")
 
+    @property
+    def has_attention(self):
+        """True if :meth:`attention_weights` has weights to give (the export then adds an
+        ``attention`` signature). False here; models with attention layers override it."""
+        return False
+
+    def attention_weights(self, token_ids, lengths):
+        """The attention weights of each row's last token (``lengths - 1``) over the row's
+        positions, from the attention layers' own ``return_attention_scores=True``.
+
+        Args:
+            token_ids: int ``(batch, time)``, right-padded.
+            lengths: int ``(batch,)``, >= 1.
+
+        Returns:
+            float32 ``(batch, layers, heads, time)``: rows sum to 1 over positions
+            ``0..lengths - 1`` and are 0 after them. Subclasses with attention define it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no attention layer.")
+
     def next_token_logits(self, token_ids, lengths):
         """Logits ``(batch, vocab_size)`` after token ``lengths[b] - 1`` of each row.
 

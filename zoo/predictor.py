@@ -106,6 +106,30 @@ class NextWordPredictor:
         return {"token_log_probs": picked, "num_tokens": lengths - 1,
                 "perplexity": tf.exp(-mean)}
 
+    def attention(self, text, max_prompt_tokens=None):
+        """What the model attends to when it predicts the word after each prompt.
+
+        Args:
+            text: ``tf.string`` ``(batch,)``.
+            max_prompt_tokens: read only the last this many tokens (``<eos>`` included).
+
+        Returns:
+            dict: ``tokens`` ``tf.string (batch, time)``, the tokens the model reads
+            (``<eos>`` first, unknown words as the unknown token), ``""`` after each
+            prompt's end; ``num_tokens`` int32 ``(batch,)``, how many of them (``<eos>``
+            included); ``weights`` float32 ``(batch, layers, heads, time)``, the attention
+            weights of each prompt's last token over its tokens, per layer and head
+            (:meth:`zoo.models.LanguageModel.attention_weights`), 0 after its end.
+
+        Raises:
+            NotImplementedError: the model has no attention (``model.has_attention`` False).
+        """
+        ids, lengths = self.vectorizer.prompt_ids(text, max_prompt_tokens)
+        weights = self.model.attention_weights(ids, lengths)
+        tokens = tf.where(ids == PAD_ID, tf.constant(""), tf.gather(self._vocab, ids))
+        return {"tokens": tokens, "num_tokens": lengths,
+                "weights": tf.cast(weights, tf.float32)}
+
     def generate(self, text, max_new_tokens, temperature, top_k, top_p, seed,
                  max_prompt_tokens=None, limit=256):
         """Continue each prompt, row by row, with the model's one-step call (graph mode).

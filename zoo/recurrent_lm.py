@@ -202,17 +202,57 @@ class RecurrentLanguageModel(LanguageModel):
             build_once(self.head, shape)
 
     # -- full sequence ----------------------------------------------------------------------
-    def features(self, token_ids, training=False):
-        """Top features ``(batch, time, units)`` before the output layer."""
+    def _recurrent(self, token_ids, training=False):
+        """The last recurrent layer's outputs ``(batch, time, units)`` (before attention)."""
         self._check_ids(token_ids, 2)
         x = self.dropout_layer(self._embed(token_ids), training=training)
         for i, rnn in enumerate(self.rnn_layers):
             x = rnn(x, training=training)
             if i + 1 < len(self.rnn_layers):
                 x = self.dropout_layer(x, training=training)
+        return x
+
+    def features(self, token_ids, training=False):
+        """Top features ``(batch, time, units)`` before the output layer."""
+        x = self._recurrent(token_ids, training)
         if self.attention_type is not None:
             x = self._attend(x, x, causal=True)
         return x
+
+    @property
+    def has_attention(self):
+        return self.attention_type is not None
+
+    def attention_weights(self, token_ids, lengths):
+        """The attention weights of each row's last token over the row's own past outputs.
+
+        The last token's output ``h_{lengths-1}`` queries the recurrent outputs ``h_0..``
+        with only positions ``< lengths`` visible, which is row ``lengths - 1`` of the
+        causal pass in :meth:`features`; the weights are the attention layer's own
+        (``return_attention_scores=True``).
+
+        Args:
+            token_ids: int ``(batch, time)``, right-padded.
+            lengths: int ``(batch,)``, >= 1.
+
+        Returns:
+            float32 ``(batch, 1, heads, time)``: one layer; ``heads`` is 1 for the
+            single-head kinds (``additive``, ``dot``, ``general``, ``scaled_dot``) and the
+            layer's ``num_heads`` for ``multi_head``. 0 at padded positions.
+
+        Raises:
+            NotImplementedError: the model has no attention (``attention=None``).
+        """
+        if self.attention_type is None:
+            return super().attention_weights(token_ids, lengths)
+        x = self._recurrent(token_ids)
+        lengths = ops.cast(lengths, "int32")
+        last = tf.gather(x, lengths - 1, batch_dims=1)[:, None, :]
+        visible = ops.arange(ops.shape(x)[1])[None, :] < lengths[:, None]
+        _, weights = self.attention(last, x, value_mask=visible, return_attention_scores=True)
+        if len(weights.shape) == 3:  # one head: (batch, 1, time) -> (batch, 1, 1, time)
+            weights = weights[:, None]
+        return ops.cast(weights[:, :, 0], "float32")[:, None]  # (batch, 1, heads, time)
 
     def call(self, token_ids, training=False):
         return self._logits(self.features(token_ids, training), training)

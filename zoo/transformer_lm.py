@@ -106,13 +106,18 @@ class TransformerLanguageModel(LanguageModel):
         if not self.tie_embeddings:
             build_once(self.head, shape)
 
-    def _block(self, block, x, memory, training):
-        """One decoder block; ``memory`` is the normalised inputs that keys/values see."""
+    def _block(self, block, x, memory, training, return_weights=False):
+        """One decoder block; ``memory`` is the normalised inputs that keys/values see. With
+        ``return_weights`` also the attention weights ``(batch, heads, Tq, Tv)``."""
         h = block["ln_1"](x)
         mem = h if memory is None else memory
-        x = x + self.dropout_layer(block["attention"](h, mem, causal=True), training=training)
+        out = block["attention"](h, mem, causal=True, return_attention_scores=return_weights)
+        if return_weights:
+            out, weights = out
+        x = x + self.dropout_layer(out, training=training)
         h = block["ln_2"](x)
-        return x + self.dropout_layer(block["ffn_2"](block["ffn_1"](h)), training=training)
+        x = x + self.dropout_layer(block["ffn_2"](block["ffn_1"](h)), training=training)
+        return (x, weights) if return_weights else x
 
     def _logits(self, x):
         x = self.final_norm(x)
@@ -122,8 +127,8 @@ class TransformerLanguageModel(LanguageModel):
             self.output_bias, "float32")
         return self.head(x)
 
-    def features(self, token_ids, training=False):
-        """Residual stream after the last block, ``(batch, time, model_dim)``."""
+    def _inputs(self, token_ids, training=False):
+        """Token plus position embeddings ``(batch, time, model_dim)``, the blocks' input."""
         self._check_ids(token_ids, 2)
         time = token_ids.shape[1]
         if time is not None and time > self.max_length:
@@ -131,10 +136,40 @@ class TransformerLanguageModel(LanguageModel):
                              f"{self.max_length}.")
         positions = ops.arange(ops.shape(token_ids)[1])
         x = self.embedding(token_ids) + self.positions(positions)[None]
-        x = self.dropout_layer(x, training=training)
+        return self.dropout_layer(x, training=training)
+
+    def features(self, token_ids, training=False):
+        """Residual stream after the last block, ``(batch, time, model_dim)``."""
+        x = self._inputs(token_ids, training)
         for block in self.blocks:
             x = self._block(block, x, None, training)
         return x
+
+    @property
+    def has_attention(self):
+        return True
+
+    def attention_weights(self, token_ids, lengths):
+        """Every block's attention weights of each row's last token (``lengths - 1``) over
+        the row's positions: row ``lengths - 1`` of the causal weights each block's
+        ``MultiHeadAttention`` returns (``return_attention_scores=True``) in the same pass
+        as :meth:`features`.
+
+        Args:
+            token_ids: int ``(batch, time)``, right-padded, ``time <= max_length``.
+            lengths: int ``(batch,)``, >= 1.
+
+        Returns:
+            float32 ``(batch, num_layers, num_heads, time)``, 0 at padded positions (the
+            causal mask hides every position after the last token).
+        """
+        x = self._inputs(token_ids)
+        last = ops.cast(lengths, "int32") - 1
+        rows = []
+        for block in self.blocks:
+            x, weights = self._block(block, x, None, False, return_weights=True)
+            rows.append(tf.gather(weights, last, axis=2, batch_dims=1))  # (batch, heads, Tv)
+        return ops.cast(ops.stack(rows, axis=1), "float32")
 
     def call(self, token_ids, training=False):
         return self._logits(self.features(token_ids, training))

@@ -1,4 +1,4 @@
-// nwp-serve's page: type with suggestions, generate, surprisal. No build step, no library,
+// nwp-serve's page: type with suggestions, generate, surprisal, attention. No build step, no library,
 // nothing fetched but this server's public REST API (TF Serving's /v1/models/...).
 "use strict";
 
@@ -108,15 +108,13 @@ async function loadMetadata() {
   } catch (err) {
     state.signatures = null;
     showError("Metadata", err);
+    showAttentionNote(false, "the model's metadata could not be read (" + err.message + ")");
     return;
   }
   const has = (name) => state.signatures.includes(name);
   $("gen-run").disabled = !has("generate");
   $("score-run").disabled = !has("score");
-  $("attention-note").textContent = has("attention")
-    ? "This model has an attention signature, but this page cannot draw it yet."
-    : "The attention heat map is not available yet: the exported model has no " +
-      "attention signature to ask.";
+  showAttentionNote(has("attention"));
 }
 
 async function pickModel() {
@@ -375,6 +373,103 @@ async function score(event) {
   }
 }
 
+// ---------- attention ----------
+
+const ATTENTION_HELP = "Where the model looks when it predicts the next word: the " +
+  "attention weights of the prompt's last token over the tokens it reads, one row per " +
+  "layer and head (hover or focus a cell for the value).";
+
+// The view needs the model's `attention` signature (nwp-export adds it only for models with
+// attention layers); without it the view says so instead of asking.
+function showAttentionNote(available, why) {
+  const note = $("attention-note");
+  $("attention-run").disabled = !available;
+  $("attention-output").replaceChildren();
+  delete $("attention-output").dataset.text;
+  note.dataset.available = String(available);
+  note.textContent = available ? ATTENTION_HELP
+    : "The attention view is unavailable for this model: " + (why ||
+      "its export has no attention signature, because the model has no attention layer " +
+      "(nwp-export adds one for models with attention, such as the lstm-attention preset " +
+      "and the Transformer).");
+}
+
+async function attention(event) {
+  event.preventDefault();
+  const text = $("attention-text").value;
+  const output = $("attention-output");
+  $("attention-run").disabled = true;
+  try {
+    const out = await predict("attention", [text]);
+    renderAttention(output, text, out.predictions[0]);
+    clearError();
+  } catch (err) {
+    showError("Attention", err);
+  } finally {
+    $("attention-run").disabled = !(state.signatures || []).includes("attention");
+  }
+}
+
+// A table: one column per token the model reads, one row per layer and head; each cell
+// shaded by its weight relative to the row's largest, the exact value on hover or focus.
+function renderAttention(output, text, row) {
+  const n = row.num_tokens;
+  const tokens = row.tokens.slice(0, n);
+  const layers = row.weights;
+  const table = document.createElement("table");
+  const caption = document.createElement("caption");
+  caption.className = "muted";
+  caption.textContent = "Attention of \u201c" + visibleWord(tokens[n - 1]) + "\u201d (the " +
+    "last token) over " + n + " tokens; shade relative to each row's largest weight.";
+  table.append(caption);
+  const head = document.createElement("tr");
+  const corner = document.createElement("th");
+  corner.textContent = "layer / head";
+  head.append(corner);
+  for (const token of tokens) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.className = "token";
+    th.textContent = visibleWord(token);
+    head.append(th);
+  }
+  const thead = document.createElement("thead");
+  thead.append(head);
+  const body = document.createElement("tbody");
+  layers.forEach((heads, l) => {
+    heads.forEach((weights, h) => {
+      const tr = document.createElement("tr");
+      const label = document.createElement("th");
+      label.scope = "row";
+      label.textContent = "L" + (l + 1) + " H" + (h + 1);
+      tr.append(label);
+      const shown = weights.slice(0, n);
+      const top = Math.max(...shown) || 1;
+      shown.forEach((w, i) => {
+        const td = document.createElement("td");
+        td.className = "cell";
+        td.tabIndex = 0;
+        td.dataset.layer = String(l);
+        td.dataset.head = String(h);
+        td.dataset.weight = String(w);
+        td.title = visibleWord(tokens[i]) + ": " + w.toFixed(4) + " (layer " + (l + 1) +
+          ", head " + (h + 1) + ")";
+        td.setAttribute("aria-label", td.title);
+        const alpha = Math.max(0, Math.min(1, w / top));
+        td.style.backgroundColor = "rgba(26, 95, 180, " + alpha.toFixed(3) + ")";
+        if (alpha > 0.55) td.classList.add("dark");
+        td.textContent = w.toFixed(2).replace(/^0/, "");
+        tr.append(td);
+      });
+      body.append(tr);
+    });
+  });
+  table.append(thead, body);
+  output.replaceChildren(table);
+  output.dataset.text = text;
+  output.dataset.numTokens = String(n);
+}
+
 // ---------- start ----------
 
 async function start() {
@@ -400,6 +495,10 @@ async function start() {
   $("score-form").addEventListener("submit", score);
   $("score-text").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) score(e);
+  });
+  $("attention-form").addEventListener("submit", attention);
+  $("attention-text").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) attention(e);
   });
   await pickModel();
   document.body.dataset.ready = "true";

@@ -229,7 +229,75 @@ def test_page_surprisal_equals_score(page, server):
     assert f"Perplexity {answer['perplexity']:.3f}" in summary.text
     mean = -sum(answer["token_log_probs"][:n]) / n
     assert math.exp(mean) == pytest.approx(answer["perplexity"], rel=1e-4)
-    assert "not available yet" in page.find_element("id", "attention-note").text
+
+
+def test_page_says_attention_is_unavailable_without_the_signature(page, server):
+    """The tiny LSTM has no attention layer, so its export has no ``attention`` signature:
+    the view says so (and why) instead of asking."""
+    with urllib.request.urlopen(f"{server}/v1/models/nwp/metadata", timeout=30) as response:
+        defs = json.loads(response.read())["metadata"]["signature_def"]["signature_def"]
+    assert "attention" not in defs
+    note = page.find_element("id", "attention-note")
+    assert note.get_attribute("data-available") == "false"
+    assert "unavailable for this model" in note.text
+    assert "no attention signature" in note.text and "no attention layer" in note.text
+    assert not page.find_element("id", "attention-run").is_enabled()
+    assert not page.find_elements("css selector", "#attention-output td")
+
+
+@pytest.fixture(scope="module")
+def attention_server(tmp_path_factory):
+    """REST URL of nwp-serve on a tiny untrained Transformer (2 layers x 2 heads), exported
+    with its ``attention`` signature as model ``att``."""
+    from serving.export import export_saved_model
+    from tests.conftest import running_server
+    from tests.serving.test_attention_signature import _predictor
+
+    base = tmp_path_factory.mktemp("attention_web")
+    export_saved_model(_predictor("transformer"), str(base), "att")
+    with running_server("--model_name=att", f"--model_base_path={base / 'att'}",
+                        model="att") as (url, _):
+        yield url
+
+
+def test_page_attention_heat_map_equals_rest(browser, attention_server):
+    browser.set_window_size(1000, 1300)
+    browser.get(attention_server + "/")
+    _wait(browser, lambda d: d.execute_script("return document.body.dataset.ready"),
+          what="the page")
+    note = browser.find_element("id", "attention-note")
+    assert note.get_attribute("data-available") == "true"
+    text = "The name of the zebra is the"
+    _set(browser, "attention-text", text)
+    browser.find_element("id", "attention-run").click()
+    _wait(browser, lambda d: d.execute_script(
+        "return document.getElementById('attention-output').dataset.text === arguments[0]",
+        text), what="the heat map")
+    answer = _post(f"{attention_server}/v1/models/att:predict",
+                   {"signature_name": "attention", "instances": [text]})["predictions"][0]
+    n = answer["num_tokens"]
+    assert answer["tokens"][:n] == ["<eos>", "the", "name", "of", "the", "[UNK]", "is", "the"]
+    header = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#attention-output th.token'))"
+        ".map(t => t.textContent)")
+    assert header == answer["tokens"][:n]
+    cells = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#attention-output tbody tr')).map(r => "
+        "Array.from(r.querySelectorAll('td')).map(c => [Number(c.dataset.layer), "
+        "Number(c.dataset.head), Number(c.dataset.weight), c.title]))")
+    expected = [(layer, head, weights) for layer, heads in enumerate(answer["weights"])
+                for head, weights in enumerate(heads)]
+    assert len(cells) == len(expected) == 4  # one row per layer and head
+    for row, (layer, head, weights) in zip(cells, expected):
+        assert [(c[0], c[1]) for c in row] == [(layer, head)] * n
+        assert [c[2] for c in row] == weights[:n]  # the JSON floats, unchanged
+        assert weights[n:] == [0.0] * (len(weights) - n)
+        assert sum(weights[:n]) == pytest.approx(1.0, abs=1e-5)
+        for token, (_, _, value, title) in zip(answer["tokens"], row):  # the value on hover
+            assert title.startswith(f"{token}: {value:.4f} (layer {layer + 1}, head {head + 1})")
+    browser.set_window_size(390, 844)  # on a phone the map scrolls inside its box
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def test_page_fits_a_phone(page):
