@@ -349,3 +349,65 @@ def test_page_picks_among_several_models_and_versions(browser, exported, tmp_pat
         assert browser.execute_script(
             "return Array.from(document.getElementById('version').options)"
             ".map(o => o.value)") == ["", "1"]
+
+
+def test_page_with_batching_and_after_a_hot_reload(browser, exported, tmp_path):
+    """With --enable_batching the suggestions equal REST :predict; after version 2 is
+    renamed into place the server loads it, the page's version picker offers it (the page's
+    own status refresh, as its timer runs it) and the suggestions still equal REST's."""
+    import os
+
+    from selenium.webdriver.support.ui import Select
+
+    from tests.conftest import running_server
+
+    base = tmp_path / "nwp"
+    shutil.copytree(exported[1], base / "1")  # a base path of our own: `exported` is shared
+    with running_server("--model_name=nwp", f"--model_base_path={base}", "--enable_batching",
+                        "--file_system_poll_wait_seconds=0.2") as (url, _):
+        browser.set_window_size(1000, 1300)
+        browser.get(url + "/")
+        _wait(browser, lambda d: d.execute_script("return document.body.dataset.ready"),
+              what="the page")
+        prompt = browser.find_element("id", "prompt")
+        prompt.send_keys("the name of")
+        words, probs = _suggestions_for(browser, "the name of")
+        expected = _post(f"{url}/v1/models/nwp:predict",
+                         {"instances": ["the name of"]})["predictions"][0]
+        assert (words, probs) == (expected["words"], expected["probabilities"])
+
+        shutil.copytree(exported[1], tmp_path / ".copy-of-2")  # copy aside, then rename in
+        os.rename(tmp_path / ".copy-of-2", base / "2")
+
+        def status(_):
+            with urllib.request.urlopen(f"{url}/v1/models/nwp", timeout=10) as response:
+                states = {s["version"]: s["state"]
+                          for s in json.loads(response.read())["model_version_status"]}
+            return states.get("2") == "AVAILABLE" and states
+        states = _wait(browser, status, timeout=60, what="version 2 AVAILABLE")
+        assert states["1"] == "END"  # the latest policy unloads the old one after
+        browser.execute_script("return loadStatus()")  # what the page's 15 s timer calls
+        assert browser.execute_script(
+            "return Array.from(document.getElementById('version').options)"
+            ".map(o => o.value)") == ["", "2"]
+        assert "v2 AVAILABLE" in browser.find_element("id", "model-status").text
+        prompt.send_keys(" the")  # latest, now version 2
+        words, probs = _suggestions_for(browser, "the name of the")
+        latest = _post(f"{url}/v1/models/nwp:predict",
+                       {"instances": ["the name of the"]})["predictions"][0]
+        two = _post(f"{url}/v1/models/nwp/versions/2:predict",
+                    {"instances": ["the name of the"]})["predictions"][0]
+        assert latest == two
+        assert (words, probs) == (two["words"], two["probabilities"])
+        browser.execute_script("window.asked = []; const f = window.fetch; "
+                               "window.fetch = (u, o) => { window.asked.push(u); return f(u, o); };")
+        seq = int(browser.find_element("id", "suggestions").get_attribute("data-seq"))
+        Select(browser.find_element("id", "version")).select_by_value("2")
+        _wait(browser, lambda d: int(d.find_element("id", "suggestions")
+                                     .get_attribute("data-seq")) > seq,
+              what="the answer from version 2")
+        assert browser.execute_script("return window.asked")[-1] == \
+            "/v1/models/nwp/versions/2:predict"
+        words, probs = _suggestions_for(browser, "the name of the")
+        assert (words, probs) == (two["words"], two["probabilities"])
+
