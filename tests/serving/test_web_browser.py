@@ -411,3 +411,99 @@ def test_page_with_batching_and_after_a_hot_reload(browser, exported, tmp_path):
         words, probs = _suggestions_for(browser, "the name of the")
         assert (words, probs) == (two["words"], two["probabilities"])
 
+
+def _type_in(driver, element_id, text):
+    """Put ``text`` in a box as if typed (the input event fires), fast for long texts."""
+    driver.execute_script("const box = document.getElementById(arguments[0]);"
+                          "box.value = arguments[1];"
+                          "box.dispatchEvent(new Event('input', {bubbles: true}));",
+                          element_id, text)
+
+
+def _post_status(url, body):
+    """``(status, answer)``; the body as the page sends it (UTF-8, no spaces)."""
+    body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_page_cuts_a_text_too_long_for_the_server(browser, exported):
+    """A text over --max_request_bytes (or whose tokens with max_new_tokens are over
+    --max_request_tokens) is cut to its end before it is sent, with a note saying so: the
+    page sends nothing the API refuses, and its answers are REST's for the text sent."""
+    from tests.conftest import running_server
+
+    with running_server("--model_name=nwp", f"--model_base_path={exported[0]}",
+                        "--max_request_bytes=3000", "--max_request_tokens=300") as (url, _):
+        predict = f"{url}/v1/models/nwp:predict"
+        browser.set_window_size(1000, 1300)
+        browser.get(url + "/")
+        _wait(browser, lambda d: d.execute_script("return document.body.dataset.ready"),
+              what="the page")
+        browser.execute_script("""
+            window.sent = [];
+            const fetchNow = window.fetch;
+            window.fetch = async (url, options) => {
+              const answer = await fetchNow(url, options);
+              if (options && options.body) window.sent.push(
+                [new TextEncoder().encode(options.body).length, answer.status]);
+              return answer;
+            };""")
+        long_text = "the naïve name of the module is the file, " * 120  # 5,160 bytes
+        assert _post_status(predict, {"instances": [long_text]})[0] == 413
+
+        _type_in(browser, "prompt", long_text)
+        words, probs = _suggestions_for(browser, long_text)
+        note = browser.find_element("id", "type-cut")
+        sent = note.get_attribute("data-sent")
+        assert note.is_displayed() and "--max_request_bytes" in note.text
+        assert f"its last {len(sent)} of {len(long_text)} characters" in note.text
+        assert long_text.endswith(sent) and 2900 < len(json.dumps(
+            {"signature_name": "serving_default", "instances": [sent]},
+            ensure_ascii=False, separators=(",", ":")).encode()) <= 3000  # the longest that fits
+        expected = _post_status(predict, {"instances": [sent]})[1]["predictions"][0]
+        assert (words, probs) == (expected["words"], expected["probabilities"])
+        _type_in(browser, "prompt", "the name of")  # short again: the note goes
+        _suggestions_for(browser, "the name of")
+        assert not note.is_displayed()
+
+        # Generate: 600 bytes of prompt count 256 tokens, and 100 new ones are over 300.
+        params = {"text": "the name of the module is the file " * 17 + "and", "max_new_tokens":
+                  100, "temperature": 0.9, "top_k": 30, "top_p": 0.9, "seed": 7}
+        assert _post_status(predict, {"signature_name": "generate", "instances": [params]}) \
+            [0] == 400
+        _type_in(browser, "gen-text", params["text"])
+        for element_id, key in (("gen-length", "max_new_tokens"), ("gen-temperature",
+                                "temperature"), ("gen-top-k", "top_k"), ("gen-top-p", "top_p"),
+                                ("gen-seed", "seed")):
+            _set(browser, element_id, params[key])
+        browser.find_element("id", "gen-run").click()
+        output = browser.find_element("id", "gen-output")
+        _wait(browser, lambda d: output.get_attribute("data-continuation") is not None,
+              what="the generated text")
+        note = browser.find_element("id", "gen-cut")
+        sent = note.get_attribute("data-sent")
+        assert note.is_displayed() and "--max_request_tokens" in note.text
+        assert params["text"].endswith(sent) and len(sent.encode()) == 300 - 100 - 1
+        answer = _post_status(predict, {"signature_name": "generate", "instances": [
+            {**params, "text": sent}]})[1]["predictions"][0]
+        assert output.get_attribute("data-continuation") == answer["continuation"]
+
+        # Surprisal of the long text: the tokens shown are the sent text's.
+        _type_in(browser, "score-text", long_text)
+        browser.find_element("id", "score-run").click()
+        summary = browser.find_element("id", "score-summary")
+        _wait(browser, lambda d: summary.get_attribute("data-perplexity"), what="the score")
+        sent = browser.find_element("id", "score-cut").get_attribute("data-sent")
+        assert long_text.endswith(sent)
+        answer = _post_status(predict, {"signature_name": "score", "instances": [sent]})[1]
+        assert float(summary.get_attribute("data-perplexity")) == \
+            answer["predictions"][0]["perplexity"]
+        # Everything the page sent was within the body limit and answered 200.
+        assert all(size <= 3000 and status == 200
+                   for size, status in browser.execute_script("return window.sent"))
+        assert not browser.find_element("id", "error").is_displayed()
