@@ -390,19 +390,21 @@ async function generate(event) {
 // The score signature gives one log-probability per token but not the tokens; split the
 // text the way the model's vectoriser may have (white space as PTB; lower-cased with
 // punctuation cut out as the default corpus; characters) and keep the split whose count is
-// the model's num_tokens.
+// the model's num_tokens: {tokens (null if none fits), total (the text's tokens)}.
 function splitLike(text, n) {
   const ws = text.split(/\s+/).filter(Boolean);
   const punct = text.toLowerCase().replace(/([^\p{L}\p{N}\s])/gu, " $1 ")
     .split(/\s+/).filter(Boolean);
   const chars = Array.from(text);
   for (const tokens of [ws, punct, chars]) {
-    if (tokens.length === n) return tokens;
+    if (tokens.length === n) return {tokens, total: n};
   }
   for (const tokens of [ws, punct, chars]) {  // read only the last max_prompt_tokens
-    if (tokens.length > n && n > 0) return tokens.slice(tokens.length - n);
+    if (tokens.length > n && n > 0) {
+      return {tokens: tokens.slice(tokens.length - n), total: tokens.length};
+    }
   }
-  return null;
+  return {tokens: null, total: n};
 }
 
 async function score(event) {
@@ -416,7 +418,7 @@ async function score(event) {
     const row = out.predictions[0];
     const n = row.num_tokens;
     const surprisal = row.token_log_probs.slice(0, n).map((lp) => -lp);
-    const tokens = splitLike(sent, n);
+    const {tokens, total} = splitLike(sent, n);
     const FULL = 10;  // nats: full colour (the surprisal of a uniform guess over 22,000 words)
     output.replaceChildren();
     surprisal.forEach((s, i) => {
@@ -437,7 +439,10 @@ async function score(event) {
     const mean = n ? surprisal.reduce((a, b) => a + b, 0) / n : 0;
     summary.textContent = "Perplexity " + row.perplexity.toFixed(3) + " over " + n +
       " tokens (mean surprisal " + mean.toFixed(3) + " nats; full colour: " + FULL +
-      " nats or more)" + (tokens ? "" : "; the tokens could not be lined up with the text");
+      " nats or more)" + (tokens ? "" : "; the tokens could not be lined up with the text") +
+      (total > n ? "; the text has " + total + " tokens; the model scores only its last " + n +
+       " (it reads at most max_prompt_tokens)" : "");
+    summary.dataset.total = String(total);
     summary.dataset.perplexity = String(row.perplexity);
     clearError();
   } catch (err) {

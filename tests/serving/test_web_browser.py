@@ -231,6 +231,24 @@ def test_page_surprisal_equals_score(page, server):
     assert math.exp(mean) == pytest.approx(answer["perplexity"], rel=1e-4)
 
 
+def test_page_surprisal_says_the_model_reads_only_the_last_tokens(page, server):
+    """More tokens than the export's max_prompt_tokens (256) is no error: the model reads the
+    last ones, the page shades those it scores and says so."""
+    text = "the name of the module " * 60  # 300 tokens, 1,380 bytes: within every limit
+    _set(page, "score-text", text)
+    page.find_element("id", "score-run").click()
+    summary = page.find_element("id", "score-summary")
+    _wait(page, lambda d: summary.get_attribute("data-perplexity"), what="the score")
+    answer = _post(f"{server}/v1/models/nwp:predict",
+                   {"signature_name": "score", "instances": [text]})["predictions"][0]
+    n = answer["num_tokens"]
+    assert n == 255  # after <eos>, the last 255 of the 256 tokens the model reads
+    assert (f"the text has 300 tokens; the model scores only its last {n} "
+            "(it reads at most max_prompt_tokens)") in summary.text
+    assert len(page.find_elements("css selector", "#score-output .tok")) == n
+    assert not page.find_element("id", "score-cut").is_displayed()  # nothing cut by the page
+
+
 def test_page_says_attention_is_unavailable_without_the_signature(page, server):
     """The tiny LSTM has no attention layer, so its export has no ``attention`` signature:
     the view says so (and why) instead of asking."""
