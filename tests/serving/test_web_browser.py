@@ -417,8 +417,9 @@ def test_page_with_batching_and_after_a_hot_reload(browser, exported, tmp_path):
                     {"instances": ["the name of the"]})["predictions"][0]
         assert latest == two
         assert (words, probs) == (two["words"], two["probabilities"])
-        browser.execute_script("window.asked = []; const f = window.fetch; "
-                               "window.fetch = (u, o) => { window.asked.push(u); return f(u, o); };")
+        browser.execute_script(
+            "window.asked = []; const f = window.fetch; "
+            "window.fetch = (u, o) => { window.asked.push(u); return f(u, o); };")
         seq = int(browser.find_element("id", "suggestions").get_attribute("data-seq"))
         Select(browser.find_element("id", "version")).select_by_value("2")
         _wait(browser, lambda d: int(d.find_element("id", "suggestions")
