@@ -44,7 +44,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from serving import metrics as metrics_module
 from serving.errors import ServingError, invalid
 from serving.json_tensor import format_predict_response, parse_predict_request
-from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES,
+from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES, MAX_PROMPT_TOKENS,
                             array_cost, check_tensor_bytes, check_tokens)
 from serving.servable import (ModelManager, check_poll_seconds, check_rows,
                               read_model_config_file)
@@ -346,7 +346,9 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     if web_page:  # GET / and /web/<file>, before the API's catch-all route
         from serving import web_page as web_page_module
 
-        web_page_module.add_routes(app, lambda: list(manager.base_paths))
+        web_page_module.add_routes(app, lambda: list(manager.base_paths), {
+            "max_request_bytes": max_request_bytes, "max_request_tokens": max_tokens,
+            "prompt_token_cap": MAX_PROMPT_TOKENS})
     app.router.add_route("*", "/{tail:.*}", handle_v1)
     return app
 

@@ -48,6 +48,77 @@ function predict(signature, instances) {
   return api("POST", modelPath() + ":predict", {signature_name: signature, instances});
 }
 
+// ---------- the server's limits on one request ----------
+
+// Sent by the server in <meta name="nwp-limits">: --max_request_bytes (the body; larger
+// gets 413), --max_request_tokens (the server's estimate of a request's work: each prompt
+// min(its UTF-8 bytes + 1, prompt_token_cap), plus generate's max_new_tokens; more gets
+// 400). A text too long for them is cut to its end, which is what the model reads.
+function readLimits() {
+  const meta = document.querySelector('meta[name="nwp-limits"]');
+  try {
+    const limits = JSON.parse(meta ? meta.content : "{}");
+    return limits && typeof limits === "object" ? limits : {};
+  } catch (err) {
+    return {};
+  }
+}
+
+const LIMITS = readLimits();
+const encoder = new TextEncoder();
+const utf8Bytes = (s) => encoder.encode(s).length;
+
+// {text, cut, kept, total, why}: the longest end of `text` for which the request body
+// body(text) is within --max_request_bytes and the prompt's tokens plus `moreTokens` within
+// --max_request_tokens. Not cut when it fits, or when even an empty text would not (a
+// parameter is what is too large then: the API's message says which).
+function fitText(text, body, moreTokens) {
+  const maxBytes = LIMITS.max_request_bytes;
+  const maxTokens = LIMITS.max_request_tokens;
+  const cap = LIMITS.prompt_token_cap || Infinity;
+  const bytesFit = (t) => !(maxBytes > 0) || utf8Bytes(JSON.stringify(body(t))) <= maxBytes;
+  const tokensFit = (t) => !(maxTokens > 0) ||
+    Math.min(utf8Bytes(t) + 1, cap) + (moreTokens || 0) <= maxTokens;
+  const fits = (t) => bytesFit(t) && tokensFit(t);
+  if (fits(text) || !fits("")) return {text, cut: false};
+  const chars = Array.from(text);  // cut between code points, never inside one
+  const tail = (k) => chars.slice(chars.length - k).join("");
+  let lo = 0;
+  let hi = chars.length;  // tail(lo) fits, tail(hi) does not
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (fits(tail(mid))) lo = mid; else hi = mid;
+  }
+  const why = bytesFit(tail(hi))  // the limit that one more character would break
+    ? "at most " + maxTokens + " tokens of work a request (--max_request_tokens)"
+    : "request bodies of at most " + maxBytes + " bytes (--max_request_bytes)";
+  return {text: tail(lo), cut: true, kept: lo, total: chars.length, why};
+}
+
+function showCut(id, fit) {
+  const note = $(id);
+  if (!fit.cut) {
+    note.hidden = true;
+    note.textContent = "";
+    delete note.dataset.sent;
+    return;
+  }
+  note.textContent = "The text is too long for this server, which takes " + fit.why +
+    ": the page sent only its last " + fit.kept + " of " + fit.total + " characters.";
+  note.dataset.sent = fit.text;
+  note.hidden = false;
+}
+
+// Predict on one text, cut to the server's limits first (the note `noteId` says when):
+// `instance(t)` makes the instance from the text. Returns {out, sent}.
+async function predictText(signature, text, noteId, instance = (t) => t, moreTokens = 0) {
+  const fit = fitText(text, (t) => ({signature_name: signature, instances: [instance(t)]}),
+                      moreTokens);
+  showCut(noteId, fit);
+  const out = await predict(signature, [instance(fit.text)]);
+  return {out, sent: fit.text};
+}
+
 function showError(where, err) {
   const box = $("error");
   box.textContent = where + ": " + err.message;
@@ -154,7 +225,7 @@ async function suggest() {
   const seq = ++typeSent;
   let out;
   try {
-    out = await predict("serving_default", [text]);
+    out = (await predictText("serving_default", text, "type-cut")).out;
   } catch (err) {
     if (seq > typeShown) {  // the newest answer is an error: no older words under it
       typeShown = seq;
@@ -287,7 +358,10 @@ async function generate(event) {
   $("gen-run").disabled = true;
   output.setAttribute("aria-busy", "true");
   try {
-    const out = await predict("generate", [instance]);
+    const newTokens = Math.max(0, Math.min(LIMITS.prompt_token_cap || 256,
+                                           Math.trunc(instance.max_new_tokens) || 0));
+    const {out} = await predictText("generate", instance.text, "gen-cut",
+                                    (t) => ({...instance, text: t}), newTokens);
     const row = out.predictions[0];
     const given = document.createElement("span");
     given.className = "given";
@@ -316,19 +390,21 @@ async function generate(event) {
 // The score signature gives one log-probability per token but not the tokens; split the
 // text the way the model's vectoriser may have (white space as PTB; lower-cased with
 // punctuation cut out as the default corpus; characters) and keep the split whose count is
-// the model's num_tokens.
+// the model's num_tokens: {tokens (null if none fits), total (the text's tokens)}.
 function splitLike(text, n) {
   const ws = text.split(/\s+/).filter(Boolean);
   const punct = text.toLowerCase().replace(/([^\p{L}\p{N}\s])/gu, " $1 ")
     .split(/\s+/).filter(Boolean);
   const chars = Array.from(text);
   for (const tokens of [ws, punct, chars]) {
-    if (tokens.length === n) return tokens;
+    if (tokens.length === n) return {tokens, total: n};
   }
   for (const tokens of [ws, punct, chars]) {  // read only the last max_prompt_tokens
-    if (tokens.length > n && n > 0) return tokens.slice(tokens.length - n);
+    if (tokens.length > n && n > 0) {
+      return {tokens: tokens.slice(tokens.length - n), total: tokens.length};
+    }
   }
-  return null;
+  return {tokens: null, total: n};
 }
 
 async function score(event) {
@@ -338,11 +414,11 @@ async function score(event) {
   const summary = $("score-summary");
   $("score-run").disabled = true;
   try {
-    const out = await predict("score", [text]);
+    const {out, sent} = await predictText("score", text, "score-cut");
     const row = out.predictions[0];
     const n = row.num_tokens;
     const surprisal = row.token_log_probs.slice(0, n).map((lp) => -lp);
-    const tokens = splitLike(text, n);
+    const {tokens, total} = splitLike(sent, n);
     const FULL = 10;  // nats: full colour (the surprisal of a uniform guess over 22,000 words)
     output.replaceChildren();
     surprisal.forEach((s, i) => {
@@ -363,7 +439,10 @@ async function score(event) {
     const mean = n ? surprisal.reduce((a, b) => a + b, 0) / n : 0;
     summary.textContent = "Perplexity " + row.perplexity.toFixed(3) + " over " + n +
       " tokens (mean surprisal " + mean.toFixed(3) + " nats; full colour: " + FULL +
-      " nats or more)" + (tokens ? "" : "; the tokens could not be lined up with the text");
+      " nats or more)" + (tokens ? "" : "; the tokens could not be lined up with the text") +
+      (total > n ? "; the text has " + total + " tokens; the model scores only its last " + n +
+       " (it reads at most max_prompt_tokens)" : "");
+    summary.dataset.total = String(total);
     summary.dataset.perplexity = String(row.perplexity);
     clearError();
   } catch (err) {
@@ -400,7 +479,7 @@ async function attention(event) {
   const output = $("attention-output");
   $("attention-run").disabled = true;
   try {
-    const out = await predict("attention", [text]);
+    const {out} = await predictText("attention", text, "attention-cut");
     renderAttention(output, text, out.predictions[0]);
     clearError();
   } catch (err) {

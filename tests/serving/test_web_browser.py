@@ -231,6 +231,24 @@ def test_page_surprisal_equals_score(page, server):
     assert math.exp(mean) == pytest.approx(answer["perplexity"], rel=1e-4)
 
 
+def test_page_surprisal_says_the_model_reads_only_the_last_tokens(page, server):
+    """More tokens than the export's max_prompt_tokens (256) is no error: the model reads the
+    last ones, the page shades those it scores and says so."""
+    text = "the name of the module " * 60  # 300 tokens, 1,380 bytes: within every limit
+    _set(page, "score-text", text)
+    page.find_element("id", "score-run").click()
+    summary = page.find_element("id", "score-summary")
+    _wait(page, lambda d: summary.get_attribute("data-perplexity"), what="the score")
+    answer = _post(f"{server}/v1/models/nwp:predict",
+                   {"signature_name": "score", "instances": [text]})["predictions"][0]
+    n = answer["num_tokens"]
+    assert n == 255  # after <eos>, the last 255 of the 256 tokens the model reads
+    assert (f"the text has 300 tokens; the model scores only its last {n} "
+            "(it reads at most max_prompt_tokens)") in summary.text
+    assert len(page.find_elements("css selector", "#score-output .tok")) == n
+    assert not page.find_element("id", "score-cut").is_displayed()  # nothing cut by the page
+
+
 def test_page_says_attention_is_unavailable_without_the_signature(page, server):
     """The tiny LSTM has no attention layer, so its export has no ``attention`` signature:
     the view says so (and why) instead of asking."""
@@ -349,3 +367,162 @@ def test_page_picks_among_several_models_and_versions(browser, exported, tmp_pat
         assert browser.execute_script(
             "return Array.from(document.getElementById('version').options)"
             ".map(o => o.value)") == ["", "1"]
+
+
+def test_page_with_batching_and_after_a_hot_reload(browser, exported, tmp_path):
+    """With --enable_batching the suggestions equal REST :predict; after version 2 is
+    renamed into place the server loads it, the page's version picker offers it (the page's
+    own status refresh, as its timer runs it) and the suggestions still equal REST's."""
+    import os
+
+    from selenium.webdriver.support.ui import Select
+
+    from tests.conftest import running_server
+
+    base = tmp_path / "nwp"
+    shutil.copytree(exported[1], base / "1")  # a base path of our own: `exported` is shared
+    with running_server("--model_name=nwp", f"--model_base_path={base}", "--enable_batching",
+                        "--file_system_poll_wait_seconds=0.2") as (url, _):
+        browser.set_window_size(1000, 1300)
+        browser.get(url + "/")
+        _wait(browser, lambda d: d.execute_script("return document.body.dataset.ready"),
+              what="the page")
+        prompt = browser.find_element("id", "prompt")
+        prompt.send_keys("the name of")
+        words, probs = _suggestions_for(browser, "the name of")
+        expected = _post(f"{url}/v1/models/nwp:predict",
+                         {"instances": ["the name of"]})["predictions"][0]
+        assert (words, probs) == (expected["words"], expected["probabilities"])
+
+        shutil.copytree(exported[1], tmp_path / ".copy-of-2")  # copy aside, then rename in
+        os.rename(tmp_path / ".copy-of-2", base / "2")
+
+        def status(_):
+            with urllib.request.urlopen(f"{url}/v1/models/nwp", timeout=10) as response:
+                states = {s["version"]: s["state"]
+                          for s in json.loads(response.read())["model_version_status"]}
+            return states.get("2") == "AVAILABLE" and states
+        states = _wait(browser, status, timeout=60, what="version 2 AVAILABLE")
+        assert states["1"] == "END"  # the latest policy unloads the old one after
+        browser.execute_script("return loadStatus()")  # what the page's 15 s timer calls
+        assert browser.execute_script(
+            "return Array.from(document.getElementById('version').options)"
+            ".map(o => o.value)") == ["", "2"]
+        assert "v2 AVAILABLE" in browser.find_element("id", "model-status").text
+        prompt.send_keys(" the")  # latest, now version 2
+        words, probs = _suggestions_for(browser, "the name of the")
+        latest = _post(f"{url}/v1/models/nwp:predict",
+                       {"instances": ["the name of the"]})["predictions"][0]
+        two = _post(f"{url}/v1/models/nwp/versions/2:predict",
+                    {"instances": ["the name of the"]})["predictions"][0]
+        assert latest == two
+        assert (words, probs) == (two["words"], two["probabilities"])
+        browser.execute_script(
+            "window.asked = []; const f = window.fetch; "
+            "window.fetch = (u, o) => { window.asked.push(u); return f(u, o); };")
+        seq = int(browser.find_element("id", "suggestions").get_attribute("data-seq"))
+        Select(browser.find_element("id", "version")).select_by_value("2")
+        _wait(browser, lambda d: int(d.find_element("id", "suggestions")
+                                     .get_attribute("data-seq")) > seq,
+              what="the answer from version 2")
+        assert browser.execute_script("return window.asked")[-1] == \
+            "/v1/models/nwp/versions/2:predict"
+        words, probs = _suggestions_for(browser, "the name of the")
+        assert (words, probs) == (two["words"], two["probabilities"])
+
+
+def _type_in(driver, element_id, text):
+    """Put ``text`` in a box as if typed (the input event fires), fast for long texts."""
+    driver.execute_script("const box = document.getElementById(arguments[0]);"
+                          "box.value = arguments[1];"
+                          "box.dispatchEvent(new Event('input', {bubbles: true}));",
+                          element_id, text)
+
+
+def _post_status(url, body):
+    """``(status, answer)``; the body as the page sends it (UTF-8, no spaces)."""
+    body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_page_cuts_a_text_too_long_for_the_server(browser, exported):
+    """A text over --max_request_bytes (or whose tokens with max_new_tokens are over
+    --max_request_tokens) is cut to its end before it is sent, with a note saying so: the
+    page sends nothing the API refuses, and its answers are REST's for the text sent."""
+    from tests.conftest import running_server
+
+    with running_server("--model_name=nwp", f"--model_base_path={exported[0]}",
+                        "--max_request_bytes=3000", "--max_request_tokens=300") as (url, _):
+        predict = f"{url}/v1/models/nwp:predict"
+        browser.set_window_size(1000, 1300)
+        browser.get(url + "/")
+        _wait(browser, lambda d: d.execute_script("return document.body.dataset.ready"),
+              what="the page")
+        browser.execute_script("""
+            window.sent = [];
+            const fetchNow = window.fetch;
+            window.fetch = async (url, options) => {
+              const answer = await fetchNow(url, options);
+              if (options && options.body) window.sent.push(
+                [new TextEncoder().encode(options.body).length, answer.status]);
+              return answer;
+            };""")
+        long_text = "the naïve name of the module is the file, " * 120  # 5,160 bytes
+        assert _post_status(predict, {"instances": [long_text]})[0] == 413
+
+        _type_in(browser, "prompt", long_text)
+        words, probs = _suggestions_for(browser, long_text)
+        note = browser.find_element("id", "type-cut")
+        sent = note.get_attribute("data-sent")
+        assert note.is_displayed() and "--max_request_bytes" in note.text
+        assert f"its last {len(sent)} of {len(long_text)} characters" in note.text
+        assert long_text.endswith(sent) and 2900 < len(json.dumps(
+            {"signature_name": "serving_default", "instances": [sent]},
+            ensure_ascii=False, separators=(",", ":")).encode()) <= 3000  # the longest that fits
+        expected = _post_status(predict, {"instances": [sent]})[1]["predictions"][0]
+        assert (words, probs) == (expected["words"], expected["probabilities"])
+        _type_in(browser, "prompt", "the name of")  # short again: the note goes
+        _suggestions_for(browser, "the name of")
+        assert not note.is_displayed()
+
+        # Generate: 600 bytes of prompt count 256 tokens, and 100 new ones are over 300.
+        params = {"text": "the name of the module is the file " * 17 + "and", "max_new_tokens":
+                  100, "temperature": 0.9, "top_k": 30, "top_p": 0.9, "seed": 7}
+        assert _post_status(predict, {"signature_name": "generate", "instances": [params]}) \
+            [0] == 400
+        _type_in(browser, "gen-text", params["text"])
+        for element_id, key in (("gen-length", "max_new_tokens"), ("gen-temperature",
+                                "temperature"), ("gen-top-k", "top_k"), ("gen-top-p", "top_p"),
+                                ("gen-seed", "seed")):
+            _set(browser, element_id, params[key])
+        browser.find_element("id", "gen-run").click()
+        output = browser.find_element("id", "gen-output")
+        _wait(browser, lambda d: output.get_attribute("data-continuation") is not None,
+              what="the generated text")
+        note = browser.find_element("id", "gen-cut")
+        sent = note.get_attribute("data-sent")
+        assert note.is_displayed() and "--max_request_tokens" in note.text
+        assert params["text"].endswith(sent) and len(sent.encode()) == 300 - 100 - 1
+        answer = _post_status(predict, {"signature_name": "generate", "instances": [
+            {**params, "text": sent}]})[1]["predictions"][0]
+        assert output.get_attribute("data-continuation") == answer["continuation"]
+
+        # Surprisal of the long text: the tokens shown are the sent text's.
+        _type_in(browser, "score-text", long_text)
+        browser.find_element("id", "score-run").click()
+        summary = browser.find_element("id", "score-summary")
+        _wait(browser, lambda d: summary.get_attribute("data-perplexity"), what="the score")
+        sent = browser.find_element("id", "score-cut").get_attribute("data-sent")
+        assert long_text.endswith(sent)
+        answer = _post_status(predict, {"signature_name": "score", "instances": [sent]})[1]
+        assert float(summary.get_attribute("data-perplexity")) == \
+            answer["predictions"][0]["perplexity"]
+        # Everything the page sent was within the body limit and answered 200.
+        assert all(size <= 3000 and status == 200
+                   for size, status in browser.execute_script("return window.sent"))
+        assert not browser.find_element("id", "error").is_displayed()

@@ -59,6 +59,12 @@ def test_page_is_served_and_no_web_page_turns_it_off(server, exported):
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     page = body.decode()
     assert '<meta name="nwp-models" content="[&quot;nwp&quot;]">' in page
+    import html
+    import re
+
+    limits = re.search(r'<meta name="nwp-limits" content="([^"]*)">', page).group(1)
+    assert json.loads(html.unescape(limits)) == {  # the server's (the fixture's flags)
+        "max_request_bytes": 100000, "max_request_tokens": 1 << 18, "prompt_token_cap": 256}
     assert "default-src 'none'" in headers["Content-Security-Policy"]
     assert "http://" not in page and "https://" not in page  # nothing from the network
     for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
