@@ -11,7 +11,8 @@ Endpoints (TF Serving's ``model_servers/http_rest_api_handler.cc``, github.com/t
 Errors are ``{"error": "..."}`` with TF Serving's HTTP codes (400 bad request, 404 unknown
 model or version, 413 body over ``--max_request_bytes``, 504 past
 ``--rest_api_timeout_in_ms``). Inputs over ``--max_request_tensor_bytes`` once converted or
-over ``--max_request_tokens`` of work get 400 before the model runs (:mod:`serving.limits`).
+over ``--max_request_tokens`` of work get 400 before the model runs (:mod:`serving.limits`);
+those over 4096 tokens run ``--max_concurrent_heavy_requests`` at a time (``HeavyGate``).
 A bad request never stops the server. Answers are ``Content-Type: application/json``.
 Every ``tensorflow_model_server`` flag is accepted in its syntax (``--flag=value``,
 booleans bare or ``=true``/``=false``), so the two can be swapped; those with no effect here
@@ -652,7 +653,8 @@ def main(argv=None):
         # handler_cancellation: a client that hangs up cancels its handler, so a request
         # still waiting (for a HeavyGate slot, a batch, a worker thread) never runs
         web.run_app(app, host=args.host, port=args.rest_api_port, print=announce,
-                    shutdown_timeout=10.0, handler_cancellation=True)
+                    shutdown_timeout=10.0, handler_cancellation=True,
+                    keepalive_timeout=75.0)  # idle connections (no request yet, too)
     except OSError as err:
         print(f"nwp-serve: error: cannot listen on {args.host}: {err}", file=sys.stderr)
         return 2
