@@ -10,8 +10,8 @@ Two phases of ``--seconds`` each against one nwp-serve (default limits, no batch
   - ``score``: 1,000 rows of 1,000-character prompts (about 256,000 tokens, just under
     ``--max_request_tokens``: admitted, the heaviest request the limits let in) and 1,100
     rows (over ``--max_batch_size_per_request``: refused before any work);
-  - ``generate``: 400 rows x 256 new tokens (admitted) and 1,000 rows x 256 (over
-    ``--max_request_tokens``: refused);
+  - ``generate``: 400 rows x 256 new tokens (admitted) and 1,024 rows x 256 (266,240
+    tokens, over ``--max_request_tokens``: refused);
   - abandoners: the admitted ``score`` request with a 0.3 s client timeout, then hang up;
   - holders: ``--holders`` connections that send headers announcing a 1 MB body, 100 bytes
     of it, then nothing, reopened when the server closes them.
@@ -108,7 +108,7 @@ async def abusers(port, seconds, holders):
             "text": ["the"] * rows, "max_new_tokens": [256] * rows, "temperature": [1.0] * rows,
             "top_k": [0] * rows, "top_p": [1.0] * rows, "seed": list(range(rows))}})
 
-    heavy_gen, over_gen = gen(400), gen(1000)
+    heavy_gen, over_gen = gen(400), gen(1024)
     outcomes = collections.Counter()
     deadline = time.monotonic() + seconds
 
