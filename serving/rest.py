@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import json
+import logging
 import os
 import re
 import sys
@@ -147,11 +148,31 @@ async def _read_body(request):
         return await request.read()
     except RequestPayloadError as err:
         cause = err.__cause__ or err.__context__
-        if not isinstance(cause, (ContentEncodingError, zlib.error)):
+        if not _undecodable_body(err):
             raise ConnectionResetError(f"request body not received: {err}") from None
         raise invalid(f"Cannot decode the request body (Content-Encoding: "
                       f"{request.headers.get('Content-Encoding', 'none')}): {cause}. Send it "
                       "uncompressed or correctly encoded.") from None
+
+
+def _undecodable_body(exc):
+    """True for aiohttp's error on a request body that does not decompress."""
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(exc, RequestPayloadError) and isinstance(
+        cause, (ContentEncodingError, zlib.error))
+
+
+class _DrainedBodyErrors(logging.Filter):
+    """Drop aiohttp's "Unhandled exception" for a body that did not decompress: raised again
+    while aiohttp drains the rest of the body after :func:`_read_body`'s 400 went out, it
+    would log a traceback per request for anyone sending broken gzip."""
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and _undecodable_body(exc))
+
+
+_DRAIN_FILTER = _DrainedBodyErrors()
 
 
 async def _with_deadline(request, work):
@@ -327,6 +348,9 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     shared with gRPC (default: none, no limit on heavy requests).
     """
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
+    server_log = logging.getLogger("aiohttp.server")
+    if _DRAIN_FILTER not in server_log.filters:
+        server_log.addFilter(_DRAIN_FILTER)
     app[MANAGER_KEY] = manager
     app[BATCHER_KEY] = batcher
     app[CORS_KEY] = cors
