@@ -486,6 +486,10 @@ def main(argv=None):
               f"after the run ({growth:+.1f} MiB; bound +{args.rss_growth_bound_mib:.0f} MiB)")
         print(f"answers a plain :predict after the run: {alive}; "
               f"{time.monotonic() - started:.0f} s wall")
+        log.seek(0)
+        lines = log.read().splitlines()
+        tracebacks = sum(line.startswith("Traceback") for line in lines)
+        print(f"server log: {len(lines)} lines, {tracebacks} tracebacks")
         for problem in problems[:20]:
             print("PROBLEM", problem)
         ok = not problems and alive and growth <= args.rss_growth_bound_mib
