@@ -449,6 +449,7 @@ def main(argv=None):
                    help="an export to serve (default: train and export a tiny model)")
     p.add_argument("--rss_growth_bound_mib", type=float, default=64.0,
                    help="resident memory may grow at most this much from warm-up to the end")
+    p.add_argument("--server_log", default=None, help="also write the server's log here")
     args = p.parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as workdir, open(os.path.join(workdir, "log"), "w+") as log:
@@ -487,7 +488,10 @@ def main(argv=None):
         print(f"answers a plain :predict after the run: {alive}; "
               f"{time.monotonic() - started:.0f} s wall")
         log.seek(0)
-        lines = log.read().splitlines()
+        text = log.read()
+        if args.server_log:
+            pathlib.Path(args.server_log).write_text(text)
+        lines = text.splitlines()
         tracebacks = sum(line.startswith("Traceback") for line in lines)
         print(f"server log: {len(lines)} lines, {tracebacks} tracebacks")
         for problem in problems[:20]:

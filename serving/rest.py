@@ -40,7 +40,7 @@ import zlib
 from urllib.parse import unquote
 
 from aiohttp import web
-from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from serving import metrics as metrics_module
@@ -162,17 +162,36 @@ def _undecodable_body(exc):
         cause, (ContentEncodingError, zlib.error))
 
 
-class _DrainedBodyErrors(logging.Filter):
-    """Drop aiohttp's "Unhandled exception" for a body that did not decompress: raised again
-    while aiohttp drains the rest of the body after :func:`_read_body`'s 400 went out, it
-    would log a traceback per request for anyone sending broken gzip."""
+class _BadRequestLogs(logging.Filter):
+    """Keep bad requests from filling aiohttp's log with tracebacks (each one a page of log
+    for anyone sending them):
+
+    * a malformed HTTP message (bad chunk size, unknown Content-Encoding, data after
+      ``Connection: close``, ...), which aiohttp answers 400 itself, is logged as one
+      WARNING line naming the client and the first line of the reason, no traceback and
+      none of the request's bytes;
+    * aiohttp's "Unhandled exception" for a body that did not decompress, raised again while
+      aiohttp drains the rest of the body after :func:`_read_body`'s 400 went out, is
+      dropped.
+    """
 
     def filter(self, record):
         exc = record.exc_info[1] if record.exc_info else None
-        return not (exc is not None and _undecodable_body(exc))
+        if exc is None:
+            return True
+        if _undecodable_body(exc):
+            return False
+        if isinstance(exc, HttpProcessingError):
+            reason = next((line.strip() for line in str(exc.message).splitlines()
+                           if line.strip()), "")
+            record.msg = "bad HTTP request from %s (answered %s): %s"
+            record.args = (record.args[0] if record.args else "?", exc.code, reason[:200])
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
-_DRAIN_FILTER = _DrainedBodyErrors()
+_LOG_FILTER = _BadRequestLogs()
 
 
 async def _with_deadline(request, work):
@@ -349,8 +368,8 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     """
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
     server_log = logging.getLogger("aiohttp.server")
-    if _DRAIN_FILTER not in server_log.filters:
-        server_log.addFilter(_DRAIN_FILTER)
+    if _LOG_FILTER not in server_log.filters:
+        server_log.addFilter(_LOG_FILTER)
     app[MANAGER_KEY] = manager
     app[BATCHER_KEY] = batcher
     app[CORS_KEY] = cors
