@@ -131,3 +131,56 @@ def test_a_negative_heavy_request_limit_is_refused_at_start(capsys):
         serve_main(["--max_concurrent_heavy_requests=-1"])
     assert exit_info.value.code == 2
     assert "--max_concurrent_heavy_requests must be >= 0" in capsys.readouterr().err
+
+
+def test_grpc_shares_the_slot_and_a_call_past_its_deadline_while_waiting_never_runs():
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from serving.grpc_server import make_grpc_server
+    from tests.serving.test_abuse import _free_port
+
+    servable, peak, running, rows = FakeServable(), [0], [0], [0]
+    original = servable._loaded.signatures["score"]
+
+    def slow_score(text):
+        running[0] += 1
+        rows[0] += int(text.shape[0])
+        peak[0] = max(peak[0], running[0])
+        time.sleep(0.3)
+        running[0] -= 1
+        return original(text)
+
+    servable._loaded.signatures["score"] = slow_score
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "m", "score"
+    request.inputs["text"].CopyFrom(tf.make_tensor_proto(["x" * 300] * 20))
+
+    async def main():
+        manager, gate, port = _manager(servable), HeavyGate(1), _free_port()
+        app = make_app(manager, gate=gate)
+        server = make_grpc_server(manager, "127.0.0.1", port, gate=gate)
+        await server.start()
+        try:
+            async with TestServer(app, host="127.0.0.1") as rest, \
+                    grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                url = f"http://127.0.0.1:{rest.port}/v1/models/m:predict"
+                async with ClientSession() as session:
+                    first = asyncio.ensure_future(session.post(url, data=json.dumps(
+                        {"signature_name": "score", "instances": ["x" * 300] * 20})))
+                    await asyncio.sleep(0.1)
+                    with pytest.raises(grpc.aio.AioRpcError) as info:  # waits behind REST
+                        await stub.Predict(request, timeout=0.1)
+                    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                    second = await stub.Predict(request, timeout=30)
+                    assert list(second.outputs["num_tokens"].int_val) == [301] * 20
+                    assert (await first).status == 200
+                await asyncio.sleep(0.4)
+        finally:
+            await server.stop(0)
+
+    asyncio.run(main())
+    assert peak[0] == 1
+    assert rows[0] == 40  # REST's and the second call's rows; the timed-out call never ran
