@@ -41,7 +41,7 @@ from tensorflow_serving.apis import (
 
 from serving.errors import ServingError, invalid
 from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES,
-                            check_tensor_bytes, check_tokens, proto_cost)
+                            HeavyGate, check_tensor_bytes, check_tokens, proto_cost)
 from serving.servable import check_rows
 
 _MAX_MESSAGE = 1024
@@ -219,8 +219,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def __init__(self, manager, metrics=None, batcher=None, max_rows=1024, calls=None,
                  max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
-                 max_tokens=DEFAULT_MAX_REQUEST_TOKENS, tensor_content=False):
+                 max_tokens=DEFAULT_MAX_REQUEST_TOKENS, tensor_content=False, gate=None):
         self.manager, self.metrics, self.batcher = manager, metrics, batcher
+        self.gate = gate or HeavyGate(0)  # --max_concurrent_heavy_requests, shared with REST
         self.tensor_content = tensor_content  # --enable_serialization_as_tensor_content
         self.max_rows = max_rows
         self.max_tensor_bytes, self.max_tokens = max_tensor_bytes, max_tokens
@@ -263,14 +264,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     None, _to_arrays, request.inputs)
             else:
                 inputs = _to_arrays(request.inputs)
-            check_tokens(key, inputs, self.max_tokens)
+            tokens = check_tokens(key, inputs, self.max_tokens)
             remaining = context.time_remaining()
             if remaining is not None and remaining <= 0:  # spent while the request was read
                 raise ServingError("DEADLINE_EXCEEDED", "Deadline exceeded before the model "
                                    "ran; give the call a longer deadline.")
-            run = (self.batcher.submit_async(servable, signature_name, inputs)
-                   if self.batcher is not None else asyncio.get_running_loop().run_in_executor(
-                       None, servable.predict, signature_name, inputs))
+            run = self.gate.run(tokens, lambda: (
+                self.batcher.submit_async(servable, signature_name, inputs)
+                if self.batcher is not None else asyncio.get_running_loop().run_in_executor(
+                    None, servable.predict, signature_name, inputs)))
             try:  # the client's deadline bounds the run (grpc.aio also cancels at it)
                 outputs = await asyncio.wait_for(run, remaining)
             except TimeoutError:
@@ -415,7 +417,7 @@ def parse_channel_arguments(text):
 def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1024,
                      max_request_bytes=8 << 20, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
                      max_tokens=DEFAULT_MAX_REQUEST_TOKENS, tensor_content=False,
-                     socket_path=None, channel_arguments=()):
+                     socket_path=None, channel_arguments=(), gate=None):
     """A :class:`GrpcServer` bound to ``host:port`` (none if ``port`` is 0) and to the Unix
     socket ``socket_path`` (if given), not yet started; call it from the event loop that
     will run it, then ``await server.start()``.
@@ -426,6 +428,8 @@ def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1
     ``tensor_content``: numeric outputs in ``tensor_content`` instead of the typed fields
     (``--enable_serialization_as_tensor_content``). ``channel_arguments``: extra grpcio
     server options (``--grpc_channel_arguments``, see :func:`parse_channel_arguments`).
+    ``gate``: the :class:`serving.limits.HeavyGate` shared with REST
+    (``--max_concurrent_heavy_requests``; default: no limit).
 
     Raises:
         OSError: an address cannot be bound (in use, also by another gRPC server: port
@@ -436,7 +440,7 @@ def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1
     calls = _Calls()
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(manager, metrics, batcher, max_rows, calls, max_tensor_bytes,
-                          max_tokens, tensor_content), server)
+                          max_tokens, tensor_content, gate), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(manager, metrics, calls), server)
     addresses = ([f"{host}:{port}"] if port else []) + (

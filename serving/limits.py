@@ -135,7 +135,7 @@ def estimate_tokens(signature_key, inputs, max_prompt_tokens=MAX_PROMPT_TOKENS):
 
 def check_tokens(signature_key, inputs, limit):
     """Refuse a request whose :func:`estimate_tokens` exceeds ``limit``
-    (``--max_request_tokens``).
+    (``--max_request_tokens``); returns the estimate.
 
     Raises:
         ServingError: INVALID_ARGUMENT naming the estimate, the limit and the flag.
@@ -146,3 +146,49 @@ def check_tokens(signature_key, inputs, limit):
                       f"tokens, at most {MAX_PROMPT_TOKENS} a prompt, plus max_new_tokens); "
                       f"this server takes at most {limit} per request (--max_request_tokens). "
                       "Send fewer or shorter prompts, or fewer new tokens.")
+    return tokens
+
+
+HEAVY_TOKENS = 4096  # a request estimated at more tokens than this is "heavy" (HeavyGate)
+
+
+class HeavyGate:
+    """At most ``slots`` heavy requests (over :data:`HEAVY_TOKENS` by :func:`estimate_tokens`)
+    run their model at once (``--max_concurrent_heavy_requests``; 0: no limit); lighter ones
+    never wait here.
+
+    A heavy request waits for a slot on the event loop, holding no thread; if its client
+    hangs up (or its deadline passes) while it waits, it never runs. A slot is given back
+    when the model run ends, not when the caller stops waiting for it: a run cannot be
+    stopped once started, so a client that abandons requests cannot make more than ``slots``
+    heavy runs share the CPU.
+    """
+
+    def __init__(self, slots, threshold=HEAVY_TOKENS):
+        self.slots, self.threshold = slots, threshold
+        self._semaphore = None  # made on first use, on the serving loop
+
+    async def run(self, tokens, start):
+        """``await start()`` (``start``: a function returning an awaitable, e.g. a model run
+        in an executor), in a slot when ``tokens`` is over the threshold."""
+        import asyncio
+
+        if not self.slots or tokens <= self.threshold:
+            return await start()
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.slots)
+        semaphore = self._semaphore
+        await semaphore.acquire()  # cancelled here: nothing ran, nothing to give back
+        try:
+            work = asyncio.ensure_future(start())
+        except BaseException:
+            semaphore.release()
+            raise
+
+        def done(future):
+            semaphore.release()
+            if not future.cancelled():
+                future.exception()  # retrieved: no "never retrieved" warning if abandoned
+
+        work.add_done_callback(done)
+        return await asyncio.shield(work)

@@ -11,7 +11,8 @@ Endpoints (TF Serving's ``model_servers/http_rest_api_handler.cc``, github.com/t
 Errors are ``{"error": "..."}`` with TF Serving's HTTP codes (400 bad request, 404 unknown
 model or version, 413 body over ``--max_request_bytes``, 504 past
 ``--rest_api_timeout_in_ms``). Inputs over ``--max_request_tensor_bytes`` once converted or
-over ``--max_request_tokens`` of work get 400 before the model runs (:mod:`serving.limits`).
+over ``--max_request_tokens`` of work get 400 before the model runs (:mod:`serving.limits`);
+those over 4096 tokens run ``--max_concurrent_heavy_requests`` at a time (``HeavyGate``).
 A bad request never stops the server. Answers are ``Content-Type: application/json``.
 Every ``tensorflow_model_server`` flag is accepted in its syntax (``--flag=value``,
 booleans bare or ``=true``/``=false``), so the two can be swapped; those with no effect here
@@ -30,6 +31,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import json
+import logging
 import os
 import re
 import sys
@@ -38,13 +40,14 @@ import zlib
 from urllib.parse import unquote
 
 from aiohttp import web
-from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from serving import metrics as metrics_module
 from serving.errors import ServingError, invalid
 from serving.json_tensor import format_predict_response, parse_predict_request
-from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES, MAX_PROMPT_TOKENS,
+from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES,
+                            MAX_PROMPT_TOKENS, HeavyGate,
                             array_cost, check_tensor_bytes, check_tokens)
 from serving.servable import (ModelManager, check_poll_seconds, check_rows,
                               read_model_config_file)
@@ -65,6 +68,7 @@ CORS_KEY = web.AppKey("cors", bool)
 LIMITS_KEY = web.AppKey("limits", dict)
 BODY_LIMIT_KEY = web.AppKey("max_request_bytes", int)
 TIMEOUT_KEY = web.AppKey("rest_api_timeout_in_ms", int)
+GATE_KEY = web.AppKey("heavy_gate", HeavyGate)
 PHASE_KEY = web.RequestKey("phase", str)
 _INT64_MAX = 2 ** 63 - 1
 
@@ -145,11 +149,50 @@ async def _read_body(request):
         return await request.read()
     except RequestPayloadError as err:
         cause = err.__cause__ or err.__context__
-        if not isinstance(cause, (ContentEncodingError, zlib.error)):
+        if not _undecodable_body(err):
             raise ConnectionResetError(f"request body not received: {err}") from None
         raise invalid(f"Cannot decode the request body (Content-Encoding: "
                       f"{request.headers.get('Content-Encoding', 'none')}): {cause}. Send it "
                       "uncompressed or correctly encoded.") from None
+
+
+def _undecodable_body(exc):
+    """True for aiohttp's error on a request body that does not decompress."""
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(exc, RequestPayloadError) and isinstance(
+        cause, (ContentEncodingError, zlib.error))
+
+
+class _BadRequestLogs(logging.Filter):
+    """Keep bad requests from filling aiohttp's log with tracebacks (each one a page of log
+    for anyone sending them):
+
+    * a malformed HTTP message (bad chunk size, unknown Content-Encoding, data after
+      ``Connection: close``, ...), which aiohttp answers 400 itself, is logged as one
+      WARNING line naming the client and the first line of the reason, no traceback and
+      none of the request's bytes;
+    * aiohttp's "Unhandled exception" for a body that did not decompress, raised again while
+      aiohttp drains the rest of the body after :func:`_read_body`'s 400 went out, is
+      dropped.
+    """
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        if _undecodable_body(exc):
+            return False
+        if isinstance(exc, HttpProcessingError):
+            reason = next((line.strip() for line in str(exc.message).splitlines()
+                           if line.strip()), "")
+            record.msg = "bad HTTP request from %s (answered %s): %s"
+            record.args = (record.args[0] if record.args else "?", exc.code, reason[:200])
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_LOG_FILTER = _BadRequestLogs()
 
 
 async def _with_deadline(request, work):
@@ -230,13 +273,16 @@ async def handle_post(request, path):
     limits = request.app[LIMITS_KEY]
     check_tensor_bytes({alias: array_cost(a) for alias, a in inputs.items()},
                        limits["max_tensor_bytes"])
-    check_tokens(signature_name or "serving_default", inputs, limits["max_tokens"])
+    tokens = check_tokens(signature_name or "serving_default", inputs, limits["max_tokens"])
     batcher = request.app[BATCHER_KEY]
-    if batcher is not None:  # waits on the loop; the batch thread wakes it
-        outputs = await batcher.submit_async(servable, signature_name, inputs)
-    else:
-        outputs = await asyncio.get_running_loop().run_in_executor(
+
+    def start():
+        if batcher is not None:  # waits on the loop; the batch thread wakes it
+            return batcher.submit_async(servable, signature_name, inputs)
+        return asyncio.get_running_loop().run_in_executor(
             None, servable.predict, signature_name, inputs)
+
+    outputs = await request.app[GATE_KEY].run(tokens, start)
     return web.json_response(format_predict_response(outputs, row_format))
 
 
@@ -310,16 +356,21 @@ async def errors_as_json(request, handler):
 
 def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024,
              metrics=None, batcher=None, cors=False, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
-             max_tokens=DEFAULT_MAX_REQUEST_TOKENS, timeout_ms=30000, web_page=False):
+             max_tokens=DEFAULT_MAX_REQUEST_TOKENS, timeout_ms=30000, web_page=False,
+             gate=None):
     """The aiohttp application serving ``manager``'s models (with ``metrics`` and an
     optional :class:`serving.batching.Batcher`; ``web_page``: the page at ``/``).
 
     Limits: bodies over ``max_request_bytes`` get 413; inputs over ``max_tensor_bytes``
     once converted or over ``max_tokens`` tokens of work get 400 (:mod:`serving.limits`);
     a ``:predict`` not answered within ``timeout_ms`` milliseconds gets 504 (0: no limit),
-    one whose body has not arrived by then 408.
+    one whose body has not arrived by then 408. ``gate``: a :class:`serving.limits.HeavyGate`
+    shared with gRPC (default: none, no limit on heavy requests).
     """
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
+    server_log = logging.getLogger("aiohttp.server")
+    if _LOG_FILTER not in server_log.filters:
+        server_log.addFilter(_LOG_FILTER)
     app[MANAGER_KEY] = manager
     app[BATCHER_KEY] = batcher
     app[CORS_KEY] = cors
@@ -342,6 +393,7 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     app[LIMIT_KEY] = max_batch_size_per_request
     app[BODY_LIMIT_KEY] = max_request_bytes
     app[TIMEOUT_KEY] = timeout_ms
+    app[GATE_KEY] = gate or HeavyGate(0)
     app[LIMITS_KEY] = {"max_tensor_bytes": max_tensor_bytes, "max_tokens": max_tokens}
     if web_page:  # GET / and /web/<file>, before the API's catch-all route
         from serving import web_page as web_page_module
@@ -481,6 +533,10 @@ def build_parser():
     p.add_argument("--max_request_tokens", type=int, default=DEFAULT_MAX_REQUEST_TOKENS,
                    help="requests asking for more tokens of model work (prompt tokens, at most "
                         "256 a prompt, + generate's max_new_tokens) get 400")
+    p.add_argument("--max_concurrent_heavy_requests", type=int, default=1,
+                   help="requests estimated at over 4096 tokens of model work run at most this "
+                        "many at a time (REST and gRPC together); the others wait, and one "
+                        "whose client hangs up meanwhile never runs; 0: no limit")
     p.add_argument("--max_batch_size_per_request", type=int, default=1024,
                    help="requests with more rows (prompts) get 400; bounds memory per request")
     p.add_argument("--no_web_page", action="store_true",
@@ -538,6 +594,9 @@ def main(argv=None):
                  "max_request_tokens"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.max_concurrent_heavy_requests < 0:
+        parser.error(f"--max_concurrent_heavy_requests must be >= 0 (0: no limit), got "
+                     f"{args.max_concurrent_heavy_requests}")
     if not 0 <= args.rest_api_timeout_in_ms <= 86_400_000:
         parser.error(f"--rest_api_timeout_in_ms must be in 0..86400000 (0: no limit), got "
                      f"{args.rest_api_timeout_in_ms}")
@@ -597,10 +656,11 @@ def main(argv=None):
                   f"http://{args.host}:{args.rest_api_port}/v1/models/{name}", flush=True)
     manager.start_polling(args.file_system_poll_wait_seconds)
     metrics = metrics_module.ServerMetrics()
+    gate = HeavyGate(args.max_concurrent_heavy_requests)
     app = make_app(manager, args.max_request_bytes, args.max_batch_size_per_request, metrics,
                    batcher, args.rest_api_enable_cors_support, args.max_request_tensor_bytes,
                    args.max_request_tokens, args.rest_api_timeout_in_ms,
-                   web_page=not args.no_web_page)
+                   web_page=not args.no_web_page, gate=gate)
     if args.port or args.grpc_socket_path:
         servers = []
 
@@ -614,7 +674,7 @@ def main(argv=None):
                                       max_tokens=args.max_request_tokens,
                                       tensor_content=args.enable_serialization_as_tensor_content,
                                       socket_path=args.grpc_socket_path or None,
-                                      channel_arguments=channel_arguments)
+                                      channel_arguments=channel_arguments, gate=gate)
             await server.start()
             servers.append(server)
             if args.port:
@@ -636,8 +696,11 @@ def main(argv=None):
 
         app.on_shutdown.insert(0, hurry_batches)
     try:
+        # handler_cancellation: a client that hangs up cancels its handler, so a request
+        # still waiting (for a HeavyGate slot, a batch, a worker thread) never runs
         web.run_app(app, host=args.host, port=args.rest_api_port, print=announce,
-                    shutdown_timeout=10.0)
+                    shutdown_timeout=10.0, handler_cancellation=True,
+                    keepalive_timeout=75.0)  # idle connections (no request yet, too)
     except OSError as err:
         print(f"nwp-serve: error: cannot listen on {args.host}: {err}", file=sys.stderr)
         return 2

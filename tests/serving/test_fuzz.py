@@ -1,56 +1,67 @@
-"""Property-based fuzzing of the REST API: any body on any path gets a JSON 4xx or a 200,
-never a 5xx, and the server keeps answering."""
+"""Property-based fuzzing of a running nwp-serve (the tiny export), REST and gRPC: any path,
+method, body, Content-Encoding and framing gets an answer under 500 (or, for a body cut
+short, none), any gRPC Predict request a status other than UNKNOWN / INTERNAL, and the
+server keeps answering. The strategies live in ``benchmarks/fuzz_server.py``, which runs
+them at 10,000+ cases and reads the server's memory."""
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 
+import grpc
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=20)
+from benchmarks.fuzz_server import (BODIES, ENCODINGS, FRAMINGS, METHODS, PATHS,
+                                    PREDICT_BODIES, build_request, check_grpc, check_rest,
+                                    predict_requests, send_raw)
 
-BODIES = st.one_of(
-    JSON.map(lambda v: json.dumps(v).encode()),
-    st.fixed_dictionaries({}, optional={
-        "instances": JSON, "inputs": JSON, "signature_name": JSON, "examples": JSON,
-    }).map(lambda v: json.dumps(v).encode()),
-    st.binary(max_size=200),
-)
-PATHS = st.one_of(
-    st.sampled_from(["/v1/models/nwp:predict", "/v1/models/nwp/versions/1:predict",
-                     "/v1/models/nwp:classify", "/v1/models/nwp:regress",
-                     "/v1/models/nwp/labels/x:predict", "/v1/models/nwp/metadata",
-                     "/v1/models/nwp"]),
-    st.text(alphabet="abcv1/:%.-_0123456789", max_size=40).map(lambda p: "/v1/" + p),
-)
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-def _send(url, method, data):
-    req = urllib.request.Request(url, data=data, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
+@pytest.fixture(scope="module")
+def port(server):
+    return urllib.parse.urlsplit(server).port
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(path=PATHS, body=BODIES, method=st.sampled_from(["POST", "GET", "PUT"]))
-def test_fuzzed_requests_never_get_a_5xx(server, path, body, method):
-    status, payload = _send(server + path.replace(" ", "%20"), method,
-                            body if method != "GET" else None)
-    assert status < 500, (status, path, body, payload[:300])
-    if status != 200 and status != 404:
-        assert "error" in json.loads(payload)
+@pytest.fixture(scope="module")
+def stub(grpc_target):
+    with grpc.insecure_channel(grpc_target) as channel:
+        yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+@FUZZ
+@given(method=METHODS, path=PATHS, body=BODIES, encoding=ENCODINGS, framing=FRAMINGS)
+def test_fuzzed_rest_requests_never_get_a_5xx(port, method, path, body, encoding, framing):
+    status, problem = check_rest(port, method, path, body, encoding, framing)
+    assert problem is None, problem
+
+
+@settings(FUZZ, max_examples=100)
+@given(body=PREDICT_BODIES, encoding=st.sampled_from(["", "gzip", "deflate"]))
+def test_near_valid_predict_bodies_get_200_or_a_json_400(port, body, encoding):
+    raw, _ = build_request("POST", "/v1/models/nwp:predict", json.dumps(body).encode(),
+                           encoding, "length", port)
+    status, reply = send_raw(port, raw)
+    assert status in (200, 400), (status, body, reply[-300:])
+    payload = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert ("predictions" in payload or "outputs" in payload) if status == 200 \
+        else "error" in payload
+
+
+@settings(FUZZ, max_examples=150)
+@given(fields=predict_requests())
+def test_fuzzed_grpc_predict_never_unknown_or_internal(stub, fields):
+    code, problem = check_grpc(stub, fields)
+    assert problem is None, problem
 
 
 def test_the_server_still_answers_after_the_fuzzing(server):
-    status, payload = _send(server + "/v1/models/nwp:predict", "POST",
-                            json.dumps({"instances": ["the"]}).encode())
-    assert status == 200 and len(json.loads(payload)["predictions"][0]["words"]) == 5
+    req = urllib.request.Request(server + "/v1/models/nwp:predict", method="POST",
+                                 data=json.dumps({"instances": ["the"]}).encode())
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        payload = json.loads(resp.read())
+    assert len(payload["predictions"][0]["words"]) == 5
