@@ -156,6 +156,37 @@ def make_strategy(name):
     return tf.distribute.get_strategy()
 
 
+def _physical_memory():
+    """Bytes of RAM on this machine (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(args, vocab_size):
+    """Raise ``ValueError`` before building anything when the flags ask for more memory than
+    the machine has: the logits of one batch (``batch x bptt x vocabulary`` float32, about 4
+    copies alive in a training step: logits, softmax, their gradients) or the weights (4
+    copies: weights, gradients, 2 optimizer slots). A rough lower bound, from the flags."""
+    memory = _physical_memory()
+    if not memory:
+        return
+    units = args.units or 650
+    width = args.embedding_dim or units
+    layers = args.num_layers or 2
+    logits = 4 * 4 * args.batch_size * args.bptt * vocab_size
+    weights = 4 * 4 * (layers * 4 * units * (units + width) + vocab_size * (width + units))
+    gib = 1 << 30
+    for what, need, flags in (("the logits of one batch", logits, "--batch-size or --bptt"),
+                              ("the weights and their optimizer state", weights,
+                               "--units, --embedding-dim or --num-layers")):
+        if need > 0.8 * memory:
+            raise ValueError(f"These flags need about {need / gib:,.1f} GiB for {what} "
+                             f"alone, more than this machine's {memory / gib:,.1f} GiB: lower "
+                             f"{flags}.")
+
+
 def write_calibration_text(lines, path, max_tokens=2000):
     """Write evenly spaced training lines (about ``max_tokens`` whitespace tokens) to ``path``:
     the representative text that ``nwp-export --litert --litert_quantization int8``
@@ -167,6 +198,26 @@ def write_calibration_text(lines, path, max_tokens=2000):
     stride = max(1, len(lines) // count)
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines[::stride][:count]) + "\n")
+
+
+def read_history(path):
+    """``{metric: [value per epoch]}`` from the CSV that ``keras.callbacks.CSVLogger`` wrote
+    (every epoch of the run, across resumes), or ``{}`` if it is missing or empty."""
+    import csv
+
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
+
+    def number(text):  # a multi-worker run logs shape-(1,) values, written as "[x]"
+        return float(text.strip("[] ")) if text not in (None, "") else math.nan
+
+    try:
+        return {k: [number(row.get(k)) for row in rows] for k in keys}
+    except ValueError:  # not the CSV this run writes: fall back to this process's History
+        return {}
 
 
 def train(args):
@@ -197,6 +248,7 @@ def train(args):
     print("tokens: " + ", ".join(f"{k} {v.size:,}" for k, v in streams.items())
           + f"; vocabulary {vectorizer.vocab_size:,} ids", flush=True)
 
+    check_memory(args, vectorizer.vocab_size)
     recurrent = issubclass(PRESETS[args.model][0], RecurrentLanguageModel)
     carry = recurrent if args.carry_state is None else args.carry_state
     if carry and strategy.num_replicas_in_sync > 1:
@@ -256,11 +308,15 @@ def train(args):
                 f"ids that differs from this corpus's ({vectorizer.vocab_size:,} ids): its "
                 "checkpoint cannot continue on this text. Use another --output, or --fresh.")
         print(f"resuming the interrupted run from {backup_dir} (--fresh starts over)", flush=True)
+    resuming = os.path.isdir(backup_dir)
+    history_csv = os.path.join(args.output, "history.csv")
     vectorizer.save(args.output)  # before training: a resumed run checks it
     write_calibration_text(corpus.train, os.path.join(args.output, "calibration.txt"))
     progress = Progress(args.time_budget_minutes)
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir), progress, ResetStates(),
+        # one row per epoch, appended across resumes, so history.json covers every epoch
+        keras.callbacks.CSVLogger(history_csv, append=resuming),
         keras.callbacks.ModelCheckpoint(
             os.path.join(args.output, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
             save_weights_only=True),
@@ -286,7 +342,6 @@ def train(args):
         callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
     callbacks.append(keras.callbacks.TerminateOnNaN())
 
-    resuming = os.path.isdir(backup_dir)
     fit_start = time.monotonic()
     try:
         history = model.fit(train_ds, validation_data=valid_ds, epochs=args.epochs,
@@ -299,7 +354,8 @@ def train(args):
             "run with other flags or cut off while being written: rerun with --fresh to "
             "start over.") from None
     fit_seconds = time.monotonic() - fit_start
-    epochs_run = len(history.history.get("loss", []))
+    epochs = read_history(history_csv) or history.history  # every epoch, resumes included
+    epochs_run = len(epochs.get("loss", []))
 
     results = {}
     for split, ds in (("valid", valid_ds), ("test", test_ds)):
@@ -312,8 +368,10 @@ def train(args):
                                                       / np.log(2))
     if not all(math.isfinite(v) for v in results.values()):
         raise FloatingPointError(
-            f"Training diverged (valid perplexity {results['valid_perplexity']}); nothing was "
-            "saved. Lower --learning-rate or --clipnorm.")
+            f"Training diverged (valid perplexity {results['valid_perplexity']}); the model "
+            f"was not saved (the weights of earlier epochs are in "
+            f"{os.path.join(args.output, 'checkpoints')}). Lower --learning-rate or "
+            "--clipnorm.")
     predictor = NextWordPredictor(vectorizer, model)
     predictor.save(args.output)
     if args.keyboard_metrics and corpus.split != "character":
@@ -338,7 +396,7 @@ def train(args):
     }
     with open(os.path.join(args.output, "history.json"), "w") as f:
         json.dump({k: [float(x) if math.isfinite(x) else None for x in v]
-                   for k, v in history.history.items()}, f, indent=1)
+                   for k, v in epochs.items()}, f, indent=1)
     with open(os.path.join(args.output, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     print(f"valid loss {results['valid_loss_nats_per_token']:.4f} nats/token | "

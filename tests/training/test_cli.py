@@ -96,8 +96,11 @@ def test_a_run_killed_mid_epoch_resumes_without_losing_or_repeating_an_epoch(tmp
     # complete, and epoch 2 has just begun.
     assert not (tmp_path / "checkpoints" / "epoch-002.weights.h5").exists(), "epoch 2 too fast"
     first.send_signal(signal.SIGKILL)
-    first.wait()
+    first_output = first.communicate()[0]
     assert not (tmp_path / "model.keras").exists()
+    epoch_1 = [line for line in first_output.splitlines() if "val_perplexity" in line]
+    assert len(epoch_1) == 1, first_output[-2000:]
+    epoch_1_valid = float(epoch_1[0].split("val_perplexity: ")[1].split()[0])
 
     second = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-2000:]
@@ -107,6 +110,11 @@ def test_a_run_killed_mid_epoch_resumes_without_losing_or_repeating_an_epoch(tmp
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "epoch-001.weights.h5", "epoch-002.weights.h5", "epoch-003.weights.h5"]
     assert (tmp_path / "model.keras").exists() and not (tmp_path / "backup").exists()
+    # The history covers the epoch of the killed process too, not only those after it.
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history["val_perplexity"]) == 3 and len(history["loss"]) == 3
+    assert history["val_perplexity"][0] == pytest.approx(epoch_1_valid, rel=1e-3)
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs_run"] == 3
 
 
 def test_resuming_on_a_corpus_with_another_vocabulary_is_refused(tmp_path):
@@ -158,3 +166,15 @@ def test_bad_numbers_are_one_line_errors_before_any_work(flags, message, capsys,
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch-size", "1000000000"], "logits of one batch"),
+    (["--units", "200000"], "weights and their optimizer state"),
+])
+def test_flags_that_need_more_memory_than_the_machine_has_stop_before_building(tmp_path, flags,
+                                                                               message):
+    proc = run_cli("training.cli", "--corpus", "default", "--max-train-tokens", "3000",
+                   "--output", tmp_path, *flags, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "model.keras").exists()
