@@ -166,9 +166,11 @@ class NextWordPredictor:
                 row = tf.roll(row, -(length - keep), axis=0)  # the last `keep` ids first
                 length, n = keep, tf.minimum(n, positions - keep)
             states = self.model.initial_state(1)
-            # Attention memories and Transformer caches grow by one step per token.
-            grow = [tf.TensorShape([1, None, st.shape[-1]]) if len(st.shape) == 3
-                    else st.shape for st in states]
+            # Attention memories (batch, t, units) and Transformer key/value caches (batch,
+            # heads, t, head_dim) grow by one position per token, on their next-to-last axis.
+            grow = [tf.TensorShape([None if axis == len(st.shape) - 2 else size
+                                    for axis, size in enumerate(st.shape)])
+                    if len(st.shape) >= 3 else st.shape for st in states]
             vocab = self.vectorizer.vocab_size
 
             def feed(t, logits, states):

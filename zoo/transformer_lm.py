@@ -41,9 +41,9 @@ class TransformerLanguageModel(LanguageModel):
     Returns:
         logits float32 ``(batch, time, vocab_size)``.
 
-    One-step call: the states are, per block, the block's past inputs ``(batch, t,
-    model_dim)`` (keys and values are recomputed from them), then the position ``t``
-    ``(batch,)`` int32.
+    One-step call: the states are, per block, the projected keys and values of the positions
+    read so far, ``(batch, num_heads, t, model_dim // num_heads)`` each, then the position
+    ``t`` ``(batch,)`` int32.
 
     Raises:
         ValueError: bad sizes; ``model_dim`` not divisible by ``num_heads``; an input longer
@@ -179,19 +179,24 @@ class TransformerLanguageModel(LanguageModel):
         return self._logits(tf.gather(self.features(token_ids), lengths - 1, batch_dims=1))
 
     def initial_state(self, batch_size):
-        """Per block an empty cache ``(batch_size, 0, model_dim)``, then the position 0
-        ``(batch_size,)`` int32. Builds the model if needed."""
+        """Per block an empty key and an empty value cache, each ``(batch_size, num_heads, 0,
+        model_dim // num_heads)`` (the projected keys and values of the positions read so
+        far), then the position 0 ``(batch_size,)`` int32. Builds the model if needed."""
         if not self.built:
             self.build((None, 1))
-        empty = ops.zeros((batch_size, 0, self.model_dim), dtype=self.compute_dtype)
-        return [empty] * self.num_layers + [ops.zeros((batch_size,), dtype="int32")]
+        empty = ops.zeros((batch_size, self.num_heads, 0, self.model_dim // self.num_heads),
+                          dtype=self.compute_dtype)
+        return [empty] * (2 * self.num_layers) + [ops.zeros((batch_size,), dtype="int32")]
 
     def step(self, token_ids, states):
-        """One token per row, attending over every block's cached normalised inputs.
+        """One token per row with a key/value cache: only the new position is projected into
+        a key and a value (``O(d^2 + t d)`` work at position ``t``, not ``O(t d^2)``), and
+        its query attends over every cached position.
 
         Args:
             token_ids: int ``(batch,)``.
-            states: from :meth:`initial_state` or the previous ``step``.
+            states: from :meth:`initial_state` or the previous ``step``: per block the key
+                and the value cache ``(batch, num_heads, t, head_dim)``, then the position.
 
         Returns:
             ``(logits, new_states)``: float32 ``(batch, vocab_size)``; caches grown by one.
@@ -202,16 +207,18 @@ class TransformerLanguageModel(LanguageModel):
         """
         self._check_ids(token_ids, 1)
         states = list(states)
-        if len(states) != self.num_layers + 1:
-            raise ValueError(f"{type(self).__name__}.step expects {self.num_layers + 1} state "
-                             f"tensors (from initial_state), got {len(states)}.")
+        if len(states) != 2 * self.num_layers + 1:
+            raise ValueError(f"{type(self).__name__}.step expects {2 * self.num_layers + 1} "
+                             f"state tensors (from initial_state), got {len(states)}.")
         batch = token_ids.shape[0]
+        head_dim = self.model_dim // self.num_heads
         for i, cache in enumerate(states[:-1]):
             got = tuple(cache.shape)
-            if len(got) != 3 or got[2] != self.model_dim or (
+            if len(got) != 4 or got[1] != self.num_heads or got[3] != head_dim or (
                     None not in (batch, got[0]) and got[0] != batch):
-                raise ValueError(f"Cache {i} has shape {got}; expected ({batch}, t, "
-                                 f"{self.model_dim}) (use initial_state({batch})).")
+                raise ValueError(f"Cache {i} has shape {got}; expected ({batch}, "
+                                 f"{self.num_heads}, t, {head_dim}) (use "
+                                 f"initial_state({batch})).")
         position = states[-1]
         message = (f"{type(self).__name__} reads at most max_length={self.max_length} tokens "
                    "(prompt plus generated)")
@@ -222,10 +229,14 @@ class TransformerLanguageModel(LanguageModel):
             tf.debugging.assert_less(position, self.max_length, message=message)
         x = (self.embedding(token_ids) + self.positions(position))[:, None, :]
         new_states = []
-        for block, cache in zip(self.blocks, states[:-1]):
-            memory = ops.concatenate([cache, block["ln_1"](x)], axis=1)
-            x = self._block(block, x, memory, training=False)
-            new_states.append(memory)
+        for i, block in enumerate(self.blocks):
+            attention = block["attention"]
+            h = block["ln_1"](x)
+            keys = ops.concatenate([states[2 * i], attention.project("key", h)], axis=2)
+            values = ops.concatenate([states[2 * i + 1], attention.project("value", h)], axis=2)
+            x = x + attention.attend(h, keys, values)[0]  # the newest query sees every key
+            x = x + block["ffn_2"](block["ffn_1"](block["ln_2"](x)))
+            new_states += [keys, values]
         return self._logits(x[:, 0]), new_states + [position + 1]
 
     def fixed_state_spec(self, batch_size=1, window=None):

@@ -157,7 +157,9 @@ def test_wrong_states_and_ranks_are_value_errors():
     with pytest.raises(ValueError, match="max_length"):
         transformer(np.ones((1, 17), "int32"))
     with pytest.raises(ValueError, match="Cache 0"):
-        transformer.step(tf.constant([1, 2]), [tf.zeros((2, 0, 3))] * 2 + [tf.zeros(2, "int32")])
+        transformer.step(tf.constant([1, 2]), [tf.zeros((2, 0, 3))] * 4 + [tf.zeros(2, "int32")])
+    with pytest.raises(ValueError, match="expects 5 state tensors"):
+        transformer.step(tf.constant([1, 2]), transformer.initial_state(2)[1:])
 
 
 def test_dtype_policy_and_initializer_objects_survive_get_config():
@@ -259,3 +261,23 @@ def test_transformer_generate_fits_prompt_and_new_tokens_in_max_length():
         ids.append(int(np.argmax(logits)))
         expected.append(vectorizer.vocabulary[ids[-1]])
     assert out["continuation"][0].numpy().decode().split() == expected
+
+
+def test_transformer_step_projects_only_the_new_position():
+    """The key/value cache: each step's caches are the previous ones plus one position, and
+    their contents equal the attention layer's projections of the full call's normalised
+    inputs (keys and values of earlier positions are never recomputed)."""
+    model = _small("transformer")
+    x = _ids(7)
+    states = model.initial_state(B)
+    for t in range(T):
+        before = [np.asarray(s) for s in states[:-1]]
+        _, states = model.step(tf.constant(x[:, t]), states)
+        for old, new in zip(before, states[:-1]):
+            assert new.shape[2] == t + 1
+            np.testing.assert_array_equal(np.asarray(new)[:, :, :t], old)
+    block = model.blocks[0]
+    embedded = model.embedding(x) + model.positions(np.arange(T))[None]
+    h = block["ln_1"](embedded)
+    np.testing.assert_allclose(states[0], block["attention"].project("key", h), atol=1e-5)
+    np.testing.assert_allclose(states[1], block["attention"].project("value", h), atol=1e-5)
