@@ -52,7 +52,7 @@ import os
 import shutil
 import sys
 
-from serving.limits import INT64_MAX
+from serving.limits import INT64_MAX, MAX_PROMPT_TOKENS
 
 SIGNATURE_KEY = "serving_default"
 INPUT_KEY = "text"
@@ -115,6 +115,24 @@ def check_export_target(model_base_path, model_name, version=None):
                              "folder (it is created if missing).")
 
 
+def prompt_token_limit(model, max_prompt_tokens=None):
+    """The prompt tokens an export reads (``<eos>`` included): ``max_prompt_tokens``, or by
+    default ``MAX_PROMPT_TOKENS`` (256) or a Transformer's ``max_length`` if smaller.
+
+    Raises:
+        ValueError: not a positive int, or more than the model's ``max_length`` positions.
+    """
+    positions = getattr(model, "max_length", None)
+    if max_prompt_tokens is None:
+        max_prompt_tokens = min(MAX_PROMPT_TOKENS, positions or MAX_PROMPT_TOKENS)
+    if not isinstance(max_prompt_tokens, int) or max_prompt_tokens < 1:
+        raise ValueError(f"max_prompt_tokens must be a positive int, got {max_prompt_tokens!r}.")
+    if positions is not None and max_prompt_tokens > positions:
+        raise ValueError(f"max_prompt_tokens={max_prompt_tokens} is more than the model's "
+                         f"max_length={positions} positions; give at most {positions}.")
+    return max_prompt_tokens
+
+
 def export_saved_model(predictor, model_base_path, model_name, version=None, top_k=5,
                        max_prompt_tokens=None, litert=None):
     """Export a :class:`zoo.NextWordPredictor` as ``<base>/<name>/<version>/``.
@@ -162,14 +180,7 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
     auto_version = version is None
     if auto_version:
         version = max(version_dirs(model_dir), default=0) + 1
-    positions = getattr(predictor.model, "max_length", None)
-    if max_prompt_tokens is None:
-        max_prompt_tokens = min(256, positions or 256)
-    if not isinstance(max_prompt_tokens, int) or max_prompt_tokens < 1:
-        raise ValueError(f"max_prompt_tokens must be a positive int, got {max_prompt_tokens!r}.")
-    if positions is not None and max_prompt_tokens > positions:
-        raise ValueError(f"max_prompt_tokens={max_prompt_tokens} is more than the model's "
-                         f"max_length={positions} positions; give at most {positions}.")
+    max_prompt_tokens = prompt_token_limit(predictor.model, max_prompt_tokens)
     target = os.path.join(model_dir, str(version))
     if os.path.exists(target):
         raise FileExistsError(f"{target} exists; versions are never overwritten.")

@@ -34,6 +34,7 @@ prompt asks for the first word of a line.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -41,6 +42,8 @@ import sys
 import time
 
 import numpy as np
+
+from serving.tokenizer import OOV_ID, PAD_ID, Tokenizer
 
 TFLITE_FILE = "model.tflite"  # the name TF Serving's --prefer_tflite_model looks for
 MANIFEST_FILE = "litert.json"
@@ -73,8 +76,6 @@ class LiteRTPredictor:
 
     def __init__(self, directory, num_threads=1):
         from ai_edge_litert.interpreter import Interpreter
-
-        from serving.tokenizer import Tokenizer
 
         manifest_path = os.path.join(directory, MANIFEST_FILE)
         if not os.path.isdir(directory):
@@ -117,7 +118,9 @@ class LiteRTPredictor:
             self.vocab_size = int(manifest["vocab_size"])
             self.max_prompt_tokens = manifest.get("max_prompt_tokens") or None
             self.max_positions = manifest.get("max_positions") or None
-            self._never = np.array(manifest.get("never_suggest_ids", [0, 1]), np.int64)
+            self._never = np.array(manifest.get("never_suggest_ids", [PAD_ID, OOV_ID]),
+                                   np.int64)
+            self._batch = self._spec[0][1][0] if self._spec else 1
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise BundleError(f"{manifest_path} does not describe a step signature "
                               f"({type(err).__name__}: {err}); export the bundle again.") from None
@@ -139,7 +142,7 @@ class LiteRTPredictor:
             inputs = self.interpreter.get_signature_list()[SIGNATURE]["inputs"]
         except KeyError:
             raise BundleError(f"{model_path} has no {SIGNATURE!r} signature.") from None
-        wanted = {"token_ids": ((self._spec[0][1][0] if self._spec else 1,), np.dtype("int32"))}
+        wanted = {"token_ids": ((self._batch,), np.dtype("int32"))}
         wanted.update({name: (shape, dtype) for name, shape, dtype in self._spec})
         if set(inputs) != set(wanted):
             raise BundleError(f"{model_path}'s step signature takes {sorted(inputs)}, but "
@@ -163,7 +166,8 @@ class LiteRTPredictor:
         self.states = {name: np.zeros(shape, dtype) for name, shape, dtype in self._spec}
         self.logits = None
         self.position = 0
-        self._history = []  # what a Transformer re-reads when its positions run out
+        # the last ids read: what a Transformer re-reads when its positions run out
+        self._history = collections.deque(maxlen=self.max_positions or 1)
 
     def step(self, token_id):
         """Read one token id; returns the next-token logits float32 ``(vocab_size,)``.
@@ -182,13 +186,11 @@ class LiteRTPredictor:
         if self.max_positions is not None and self.position >= self.max_positions:
             raise ValueError(f"The model reads at most {self.max_positions} tokens; reset() "
                              "and feed the recent ones again.")
-        batch = self._spec[0][1][0] if self._spec else 1
-        out = self._runner(token_ids=np.full([batch], token_id, np.int32), **self.states)
+        out = self._runner(token_ids=np.full([self._batch], token_id, np.int32), **self.states)
         self.states = {name: out[name] for name in self.states}
         self.logits = out["logits"][0]
         self.position += 1
-        if self.max_positions is not None:
-            self._history = (self._history + [token_id])[-self.max_positions:]
+        self._history.append(token_id)
         return self.logits
 
     def feed(self, ids):
@@ -199,7 +201,7 @@ class LiteRTPredictor:
                             "tokenizer.encode(text) for the ids of a word.")
         for token in list(ids):
             if self.max_positions is not None and self.position >= self.max_positions:
-                keep = self._history[-(self.max_positions // 2):]
+                keep = list(self._history)[-(self.max_positions // 2):]
                 self.reset()
                 for old in keep:
                     self.step(old)

@@ -64,12 +64,12 @@ class QuantizationError(ValueError):
 
 
 def _step_archive(model, batch_size, window, directory):
-    """Write the one-step SavedModel (signature ``step``) that the converter reads."""
+    """Write the one-step SavedModel (signature ``step``) that the converter reads; returns
+    the state spec (``model.fixed_state_spec``)."""
     import keras
     import tensorflow as tf
 
     spec = model.fixed_state_spec(batch_size, window)
-    names = [name for name, _, _ in spec]
 
     def step(token_ids, *states):
         logits, new_states = model.fixed_step(token_ids, list(states))
@@ -83,7 +83,7 @@ def _step_archive(model, batch_size, window, directory):
     archive.track(model)
     archive.add_endpoint(SIGNATURE, step, input_signature=signature)
     archive.write_out(directory, verbose=False)
-    return spec, names
+    return spec
 
 
 def _unsupported_ops(message):
@@ -153,7 +153,7 @@ def convert_step(model, quantization=DEFAULT_QUANTIZATION, representative_ids=No
         raise ValueError("int8 quantization needs a representative token stream (at least 8 "
                          "tokens of training text) to calibrate the activation scales.")
     with tempfile.TemporaryDirectory(prefix="nwp-litert-") as tmp:
-        spec, _ = _step_archive(model, batch_size, window, tmp)
+        spec = _step_archive(model, batch_size, window, tmp)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         converter.allow_custom_ops = False
@@ -325,7 +325,7 @@ def compare_quantized(float_content, quant_content, spec, ids):
 
 
 def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
-                 representative_lines=None, window=256, max_prompt_tokens=256, top_k=5):
+                 representative_lines=None, window=256, max_prompt_tokens=None, top_k=5):
     """Write a LiteRT bundle into ``directory`` (created if missing; may hold a SavedModel).
 
     Files: ``model.tflite`` (signature ``step``, see the module docstring), the tokenizer
@@ -338,7 +338,8 @@ def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
         quantization: one of :data:`QUANTIZATIONS`.
         representative_lines: training lines for ``int8`` (calibration and its check).
         window: attention window K; max_prompt_tokens: tokens of a prompt the runner reads
-            (as the SavedModel's ``serving_default``); top_k: suggestions by default.
+            (as the SavedModel's ``serving_default``; None: 256, or a Transformer's
+            ``max_length`` if smaller); top_k: suggestions by default.
 
     Returns:
         The manifest dict.
@@ -349,16 +350,14 @@ def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
             without lines; an int8 file too far from float32.
     """
     from serving import tokenizer as tokenizer_lib
+    from serving.export import prompt_token_limit
 
     for name in (TFLITE_FILE, MANIFEST_FILE):
         if os.path.exists(os.path.join(directory, name)):
             raise FileExistsError(f"{os.path.join(directory, name)} exists; bundles are never "
                                   "overwritten.")
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"Unknown quantization {quantization!r}; choose one of "
-                         f"{', '.join(QUANTIZATIONS)}.")
     model, vectorizer = predictor.model, predictor.vectorizer
-    ids = None
+    max_prompt_tokens = prompt_token_limit(model, max_prompt_tokens)
     check = None
     if quantization == "int8":
         if not representative_lines:
@@ -407,10 +406,10 @@ def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
         "parameters": int(model.count_params()),
         "vocab_size": int(model.vocab_size),
         "max_prompt_tokens": int(max_prompt_tokens),
-        "max_positions": int(getattr(model, "max_length", 0)) or None,
+        "max_positions": getattr(model, "max_length", None),  # a Transformer's
         "attention_window": (int(window) if getattr(model, "attention_type", None) else None),
         "top_k": int(top_k),
-        "never_suggest_ids": [0, 1],
+        "never_suggest_ids": [tokenizer_lib.PAD_ID, tokenizer_lib.OOV_ID],
         "int8_check": check,
     }
     tmp = os.path.join(directory, MANIFEST_FILE + ".tmp")

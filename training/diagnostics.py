@@ -28,8 +28,7 @@ import tensorflow as tf
 
 def _top_hidden_index(model):
     """Index, in ``model.step``'s states, of the top recurrent layer's ``h``."""
-    per_layer = 2 if model.cell_type in ("lstm", "cifg") else 1
-    return (model.num_layers - 1) * per_layer
+    return (model.num_layers - 1) * model.states_per_layer
 
 
 def hidden_state_gradient_norms(model, token_ids, targets):

@@ -290,6 +290,22 @@ class RecurrentLanguageModel(LanguageModel):
             states.append(ops.zeros((batch_size, 0, self.units), dtype=self.compute_dtype))
         return states
 
+    @property
+    def states_per_layer(self):
+        """State tensors per recurrent layer: 2 (``h_t``, ``c_t``) for LSTM and CIFG, else 1."""
+        return 2 if self.cell_type in TWO_STATE_CELLS else 1
+
+    def _cells_step(self, token_ids, states):
+        """Embed ``token_ids (batch,)`` and run every layer's cell one step on its states
+        (the first ``num_layers * states_per_layer`` of ``states``), dropout off. Returns the
+        top output ``(batch, units)`` and the new cell states."""
+        x = self._embed(token_ids)
+        per_layer, new_states = self.states_per_layer, []
+        for i, rnn in enumerate(self.rnn_layers):
+            x, out = rnn.cell(x, states[i * per_layer:(i + 1) * per_layer], training=False)
+            new_states.extend(out)
+        return x, new_states
+
     def step(self, token_ids, states):
         """One token per row, dropout off.
 
@@ -305,8 +321,7 @@ class RecurrentLanguageModel(LanguageModel):
                 is not ``(batch, units)`` (memory ``(batch, t, units)``).
         """
         self._check_ids(token_ids, 1)
-        per_layer = 2 if self.cell_type in TWO_STATE_CELLS else 1
-        expected = self.num_layers * per_layer + (self.attention_type is not None)
+        expected = self.num_layers * self.states_per_layer + (self.attention_type is not None)
         states = list(states)
         if len(states) != expected:
             raise ValueError(f"{type(self).__name__}.step expects {expected} state tensors "
@@ -320,12 +335,7 @@ class RecurrentLanguageModel(LanguageModel):
                                             for w, g in zip(want, got)):
                 raise ValueError(f"State {i} has shape {got}; expected {want} for "
                                  f"{batch} token ids (use initial_state({batch})).")
-        x = self._embed(token_ids)
-        new_states = []
-        for i, rnn in enumerate(self.rnn_layers):
-            layer_states = states[i * per_layer:(i + 1) * per_layer]
-            x, out_states = rnn.cell(x, layer_states, training=False)
-            new_states.extend(out_states)
+        x, new_states = self._cells_step(token_ids, states)
         if self.attention_type is not None:
             memory = ops.concatenate([states[-1], x[:, None, :]], axis=1)
             x = self._attend(x[:, None, :], memory, causal=True)[:, 0]
@@ -340,7 +350,7 @@ class RecurrentLanguageModel(LanguageModel):
         how many of its slots are filled. All start at zero."""
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be a positive int, got {window!r}.")
-        names = ("h", "c") if self.cell_type in TWO_STATE_CELLS else ("h",)
+        names = ("h", "c")[:self.states_per_layer]
         spec = [(f"{n}_{i}", (batch_size, self.units), "float32")
                 for i in range(self.num_layers) for n in names]
         if self.attention_type is not None:
@@ -368,12 +378,7 @@ class RecurrentLanguageModel(LanguageModel):
             return self.step(token_ids, states)
         memory, count = states[-2], states[-1]
         window = memory.shape[1]
-        x = self._embed(token_ids)
-        per_layer = 2 if self.cell_type in TWO_STATE_CELLS else 1
-        new_states = []
-        for i, rnn in enumerate(self.rnn_layers):
-            x, out = rnn.cell(x, states[i * per_layer:(i + 1) * per_layer], training=False)
-            new_states.extend(out)
+        x, new_states = self._cells_step(token_ids, states)
         memory = ops.concatenate([memory[:, 1:], x[:, None, :]], axis=1)
         count = ops.minimum(count + 1, window)
         value_mask = ops.arange(window)[None, :] >= (window - count)[:, None]

@@ -106,18 +106,39 @@ class TransformerLanguageModel(LanguageModel):
         if not self.tie_embeddings:
             build_once(self.head, shape)
 
-    def _block(self, block, x, memory, training, return_weights=False):
-        """One decoder block; ``memory`` is the normalised inputs that keys/values see. With
+    def _block(self, block, x, training, return_weights=False):
+        """One decoder block over the whole sequence ``(batch, time, model_dim)``, causal. With
         ``return_weights`` also the attention weights ``(batch, heads, Tq, Tv)``."""
         h = block["ln_1"](x)
-        mem = h if memory is None else memory
-        out = block["attention"](h, mem, causal=True, return_attention_scores=return_weights)
+        out = block["attention"](h, h, causal=True, return_attention_scores=return_weights)
         if return_weights:
             out, weights = out
-        x = x + self.dropout_layer(out, training=training)
-        h = block["ln_2"](x)
-        x = x + self.dropout_layer(block["ffn_2"](block["ffn_1"](h)), training=training)
+        x = self._feed_forward(block, x + self.dropout_layer(out, training=training), training)
         return (x, weights) if return_weights else x
+
+    def _feed_forward(self, block, x, training=False):
+        """The block's second half: ``x + W_2 gelu(W_1 LN(x))`` (dropout on the branch)."""
+        branch = block["ffn_2"](block["ffn_1"](block["ln_2"](x)))
+        return x + self.dropout_layer(branch, training=training)
+
+    def _cached_step(self, token_ids, states, write, value_mask=None):
+        """What :meth:`step` and :meth:`fixed_step` share: embed each row's token at its
+        ``position`` (``states[-1]``); in every block project only that position's key and
+        value, store them with ``write(cache, new) -> cache`` (``new`` is ``(batch, heads, 1,
+        head_dim)``), attend over the cache (``value_mask (batch, slots)`` or all of it) and
+        apply the feed-forward half. Returns ``(logits (batch, vocab_size), new_states)``."""
+        position = states[-1]
+        x = (self.embedding(token_ids) + self.positions(position))[:, None, :]
+        new_states = []
+        for i, block in enumerate(self.blocks):
+            attention = block["attention"]
+            h = block["ln_1"](x)
+            keys = write(states[2 * i], attention.project("key", h))
+            values = write(states[2 * i + 1], attention.project("value", h))
+            context = attention.attend(h, keys, values, value_mask=value_mask)[0]
+            x = self._feed_forward(block, x + context)
+            new_states += [keys, values]
+        return self._logits(x[:, 0]), new_states + [position + 1]
 
     def _logits(self, x):
         x = self.final_norm(x)
@@ -142,7 +163,7 @@ class TransformerLanguageModel(LanguageModel):
         """Residual stream after the last block, ``(batch, time, model_dim)``."""
         x = self._inputs(token_ids, training)
         for block in self.blocks:
-            x = self._block(block, x, None, training)
+            x = self._block(block, x, training)
         return x
 
     @property
@@ -167,7 +188,7 @@ class TransformerLanguageModel(LanguageModel):
         last = ops.cast(lengths, "int32") - 1
         rows = []
         for block in self.blocks:
-            x, weights = self._block(block, x, None, False, return_weights=True)
+            x, weights = self._block(block, x, False, return_weights=True)
             rows.append(tf.gather(weights, last, axis=2, batch_dims=1))  # (batch, heads, Tv)
         return ops.cast(ops.stack(rows, axis=1), "float32")
 
@@ -227,17 +248,9 @@ class TransformerLanguageModel(LanguageModel):
                 raise ValueError(f"{message}; token {int(ops.max(position)) + 1} asked for.")
         else:
             tf.debugging.assert_less(position, self.max_length, message=message)
-        x = (self.embedding(token_ids) + self.positions(position))[:, None, :]
-        new_states = []
-        for i, block in enumerate(self.blocks):
-            attention = block["attention"]
-            h = block["ln_1"](x)
-            keys = ops.concatenate([states[2 * i], attention.project("key", h)], axis=2)
-            values = ops.concatenate([states[2 * i + 1], attention.project("value", h)], axis=2)
-            x = x + attention.attend(h, keys, values)[0]  # the newest query sees every key
-            x = x + block["ffn_2"](block["ffn_1"](block["ln_2"](x)))
-            new_states += [keys, values]
-        return self._logits(x[:, 0]), new_states + [position + 1]
+        # The caches grow by one position; the newest query sees every key.
+        return self._cached_step(token_ids, states,
+                                 lambda cache, new: ops.concatenate([cache, new], axis=2))
 
     def fixed_state_spec(self, batch_size=1, window=None):
         """Per block ``i`` a key and a value cache, ``key_i`` and ``value_i`` ``(batch_size,
@@ -269,19 +282,10 @@ class TransformerLanguageModel(LanguageModel):
         """
         states = list(states)
         position = states[-1]
-        x = (self.embedding(token_ids) + self.positions(position))[:, None, :]
-        slot = ops.one_hot(position, self.max_length, dtype=x.dtype)[:, None, :, None]
+        slot = ops.one_hot(position, self.max_length, dtype=states[0].dtype)[:, None, :, None]
         visible = ops.arange(self.max_length)[None, :] <= position[:, None]
-        new_states = []
-        for i, block in enumerate(self.blocks):
-            attention = block["attention"]
-            h = block["ln_1"](x)
-            keys = states[2 * i] * (1.0 - slot) + attention.project("key", h) * slot
-            values = states[2 * i + 1] * (1.0 - slot) + attention.project("value", h) * slot
-            x = x + attention.attend(h, keys, values, value_mask=visible)[0]
-            x = x + block["ffn_2"](block["ffn_1"](block["ln_2"](x)))
-            new_states += [keys, values]
-        return self._logits(x[:, 0]), new_states + [position + 1]
+        return self._cached_step(token_ids, states,
+                                 lambda cache, new: cache * (1.0 - slot) + new * slot, visible)
 
     def get_config(self):
         config = super().get_config()
