@@ -1,4 +1,5 @@
-"""The model zoo: recurrent cells, attention, language models, samplers, text front end.
+"""The model zoo: recurrent cells, attention, language models, samplers, text front end,
+the word search over subword pieces.
 
 Keras layers and models only; imports keras and tensorflow, never ``training`` or
 ``serving``.
@@ -12,6 +13,7 @@ from zoo.presets import PRESETS, get_model
 from zoo.recurrent_lm import LSTMLanguageModel, RecurrentLanguageModel
 from zoo.text import WordVectorizer
 from zoo.transformer_lm import TransformerLanguageModel
+from zoo.word_search import WordBeamSearch, word_search_for
 
 __all__ = [
     "AdditiveAttention",
@@ -28,6 +30,8 @@ __all__ = [
     "RNNCell",
     "RecurrentLanguageModel",
     "TransformerLanguageModel",
+    "WordBeamSearch",
     "WordVectorizer",
     "get_model",
+    "word_search_for",
 ]

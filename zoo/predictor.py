@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import zoo.presets  # noqa: F401  (registers every model class for load_model)
-from zoo.sampling import sample_in_graph
-from zoo.text import OOV_ID, PAD_ID, WordVectorizer
+from zoo.sampling import read_prompt_in_graph, sample_in_graph
+from zoo.text import OOV_ID, PAD_ID, WordVectorizer, _standardizer
+from zoo.word_search import (DEFAULT_BEAM_WIDTH, DEFAULT_MAX_PIECES, check_not_empty,
+                             split_unfinished_word, starts_with, word_search_for)
 
 MODEL_FILE = "model.keras"
 
@@ -22,15 +25,23 @@ class NextWordPredictor:
     """Raw strings in, the ``k`` most likely next words and their probabilities out.
 
     Args:
-        vectorizer: a :class:`zoo.text.WordVectorizer`.
+        vectorizer: a :class:`zoo.text.WordVectorizer`, or a subword front end (the
+            interface in :mod:`zoo.word_search`).
         model: a :class:`zoo.models.LanguageModel` whose ``vocab_size`` equals the
             vectoriser's.
+        beam_width, max_pieces: for a subword front end, the word search's
+            (:class:`zoo.word_search.WordBeamSearch`); unused for words.
 
     Raises:
         ValueError: the two vocabulary sizes differ.
+
+    A subword front end (``kind`` other than ``"word"``) makes :meth:`top_k` and
+    :meth:`complete` answer whole words through :func:`zoo.word_search.word_search_for`
+    (``self.word_search``); with a word vectoriser ``self.word_search`` is None.
     """
 
-    def __init__(self, vectorizer, model):
+    def __init__(self, vectorizer, model, beam_width=DEFAULT_BEAM_WIDTH,
+                 max_pieces=DEFAULT_MAX_PIECES):
         if model.vocab_size != vectorizer.vocab_size:
             raise ValueError(
                 f"The model predicts over {model.vocab_size} ids but the vocabulary has "
@@ -44,6 +55,11 @@ class NextWordPredictor:
         # Padding and the OOV id are never proposed as a next word. (A corpus's own
         # "<unk>" token, as in PTB, is a word of its vocabulary and can be.)
         self._not_word = tf.constant([PAD_ID, OOV_ID], tf.int32)
+        # A completion of a typed word is a word: never padding, [UNK], <eos> or <unk>.
+        not_completion = np.zeros(vectorizer.vocab_size, bool)
+        not_completion[[PAD_ID, OOV_ID, vectorizer.eos_id, vectorizer.unk_id]] = True
+        self._completion = tf.constant(~not_completion)
+        self.word_search = word_search_for(vectorizer, self.model, beam_width, max_pieces)
 
     def next_word_distribution(self, text, max_prompt_tokens=None):
         """Probabilities of the next token after the last token of each prompt.
@@ -72,8 +88,11 @@ class NextWordPredictor:
         Returns:
             dict with ``words`` ``tf.string (batch, k)`` and ``probabilities`` float32
             ``(batch, k)``, most likely first. Probabilities are the model's (not
-            renormalised after leaving out padding and ``[UNK]``).
+            renormalised after leaving out padding and ``[UNK]``). With a subword front
+            end, whole words by :meth:`zoo.word_search.WordBeamSearch.top_k`.
         """
+        if self.word_search is not None:
+            return self.word_search.top_k(text, k, max_prompt_tokens)
         probs = self.next_word_distribution(text, max_prompt_tokens)
         drop = tf.scatter_nd(self._not_word[:, None],
                              tf.ones_like(self._not_word, tf.float32),
@@ -81,6 +100,52 @@ class NextWordPredictor:
         values, indices = tf.math.top_k(probs - 2.0 * drop, k=k)
         return {"words": tf.gather(self._vocab, indices),
                 "probabilities": tf.maximum(values, 0.0)}
+
+    def complete(self, text, k=5, max_prompt_tokens=None):
+        """The ``k`` most likely completions of each prompt's unfinished last word.
+
+        The prompt is standardised as the vocabulary was (e.g. lower case), then cut at its
+        last white space (:func:`zoo.word_search.split_unfinished_word`): the text after it
+        is the typed ``prefix`` (``""`` when the prompt ends in white space: every word is
+        a completion), the text before it the context. The model's next-word distribution
+        after the context is restricted to the vocabulary words that start with the prefix
+        and renormalised over them: ``P(w | context) / sum of P(v | context)`` over those
+        words ``v``. Padding, ``[UNK]``, ``<eos>`` and ``<unk>`` are never completions.
+        With a subword front end: :meth:`zoo.word_search.WordBeamSearch.complete`.
+
+        Args:
+            text: ``tf.string (batch,)``, non-empty prompts.
+            k: int, 1 <= k <= vocab_size - 2.
+            max_prompt_tokens: see :meth:`next_word_distribution`.
+
+        Returns:
+            dict: ``words`` ``tf.string (batch, k)``, most likely first; ``probabilities``
+            float32 ``(batch, k)``, renormalised over the completions; ``prefix``
+            ``tf.string (batch,)``, the (standardised) word that was completed. A prefix
+            that no vocabulary word starts with gets ``""`` and 0 in every slot (the
+            documented "no completion" answer).
+
+        Raises:
+            tf.errors.InvalidArgumentError: an empty prompt (nothing to complete).
+            NotImplementedError: a character-level vectoriser (its tokens are characters,
+                not words).
+        """
+        if self.word_search is not None:
+            return self.word_search.complete(text, k, max_prompt_tokens)
+        if self.vectorizer.split == "character":
+            raise NotImplementedError("complete needs word tokens; this vectoriser splits "
+                                      "into characters.")
+        text = check_not_empty(text)
+        standardize = _standardizer(self.vectorizer.standardize)
+        context, prefix = split_unfinished_word(text if standardize is None
+                                                else standardize(text))
+        probs = self.next_word_distribution(context, max_prompt_tokens)
+        probs = tf.where(tf.logical_and(self._completion[None],
+                                        starts_with(self._vocab, prefix)), probs, 0.0)
+        probs = tf.math.divide_no_nan(probs, tf.reduce_sum(probs, axis=1, keepdims=True))
+        values, indices = tf.math.top_k(probs, k=k)
+        return {"words": tf.where(values > 0, tf.gather(self._vocab, indices), ""),
+                "probabilities": values, "prefix": prefix}
 
     def score(self, text, max_prompt_tokens=None):
         """Log-probabilities of each text's tokens, each given the ones before it (the first
@@ -161,26 +226,10 @@ class NextWordPredictor:
         def one_row(args):
             row, length, n, temp, k, p, s = args
             n = tf.clip_by_value(n, 0, limit)
+            logits, states, grow, length = read_prompt_in_graph(self.model, row, length, n)
             if positions is not None:  # prompt + new tokens must fit in max_length positions
-                keep = tf.minimum(length, tf.maximum(1, positions - n))
-                row = tf.roll(row, -(length - keep), axis=0)  # the last `keep` ids first
-                length, n = keep, tf.minimum(n, positions - keep)
-            states = self.model.initial_state(1)
-            # Attention memories (batch, t, units) and Transformer key/value caches (batch,
-            # heads, t, head_dim) grow by one position per token, on their next-to-last axis.
-            grow = [tf.TensorShape([None if axis == len(st.shape) - 2 else size
-                                    for axis, size in enumerate(st.shape)])
-                    if len(st.shape) >= 3 else st.shape for st in states]
+                n = tf.minimum(n, positions - length)
             vocab = self.vectorizer.vocab_size
-
-            def feed(t, logits, states):
-                logits, states = self.model.step(tf.reshape(row[t], [1]), states)
-                return t + 1, tf.cast(logits, tf.float32), states
-
-            _, logits, states = tf.while_loop(
-                lambda t, *_: t < length, feed,
-                (tf.constant(0), tf.zeros([1, vocab]), states),
-                shape_invariants=(tf.TensorShape([]), tf.TensorShape([1, vocab]), grow))
 
             def draw(i, logits, states, out):
                 token = tf.reshape(sample_in_graph(logits, s, i, temp, k, p, banned[None]), [1])

@@ -233,6 +233,44 @@ def beam_search(model, prompt_ids, max_new_tokens, beam_width=4):
     return sequences, scores
 
 
+def read_prompt_in_graph(model, row, length, reserve=0):
+    """Feed one prompt to a model's one-step call, in graph mode (one row, batch 1).
+
+    Args:
+        model: a :class:`zoo.models.LanguageModel` with ``initial_state`` and ``step``.
+        row: int32 ``(time,)``, the prompt's ids, right-padded.
+        length: int32 scalar, the real ids in ``row`` (>= 1).
+        reserve: int scalar, positions to keep free after the prompt: a model with
+            ``max_length`` positions (the Transformer) reads only the last
+            ``max(1, max_length - reserve)`` ids.
+
+    Returns:
+        ``(logits, states, shapes, length)``: float32 ``(1, vocab_size)``, the logits after
+        the last id read; the model's states after it; their ``tf.TensorShape`` invariants for
+        a ``tf.while_loop`` that goes on stepping (attention memories and key/value caches
+        grow on their next-to-last axis); the int32 number of ids read.
+    """
+    positions = getattr(model, "max_length", None)
+    if positions is not None:
+        keep = tf.minimum(length, tf.maximum(1, positions - reserve))
+        row = tf.roll(row, -(length - keep), axis=0)  # the last `keep` ids first
+        length = keep
+    states = model.initial_state(1)
+    shapes = [tf.TensorShape([None if axis == len(st.shape) - 2 else size
+                              for axis, size in enumerate(st.shape)])
+              if len(st.shape) >= 3 else st.shape for st in states]
+    vocab = model.vocab_size
+
+    def feed(t, logits, states):
+        logits, states = model.step(tf.reshape(row[t], [1]), states)
+        return t + 1, tf.cast(logits, tf.float32), states
+
+    _, logits, states = tf.while_loop(
+        lambda t, *_: t < length, feed, (tf.constant(0), tf.zeros([1, vocab]), states),
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([1, vocab]), shapes))
+    return logits, states, shapes, length
+
+
 def sample_in_graph(logits, seed, step, temperature, top_k, top_p, banned=None):
     """Graph-friendly sampler with tensor parameters (for exported signatures).
 
