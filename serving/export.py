@@ -1,8 +1,8 @@
 """``nwp-export``: write a trained run as a SavedModel in TF Serving's layout.
 
 The SavedModel holds the text front end (``keras.layers.TextVectorization``) and the
-language model in one graph, with three signatures, four for a model with attention (every input has batch dimension -1, so
-TF Serving's row format works)::
+language model in one graph, with four signatures, five for a model with attention (every
+input has batch dimension -1, so TF Serving's row format works)::
 
     serving_default
       inputs:  text            DT_STRING [-1]       raw prompts
@@ -17,6 +17,16 @@ TF Serving's row format works)::
       inputs:  text DT_STRING [-1]
       outputs: token_log_probs DT_FLOAT [-1, -1] (nats, 0-padded), num_tokens DT_INT32 [-1],
                perplexity DT_FLOAT [-1]
+    complete    (word-level models, not character-level ones)
+      inputs:  text            DT_STRING [-1]       prompts whose last word is unfinished
+      outputs: words           DT_STRING [-1, k]    the k most likely completions of that word
+               probabilities   DT_FLOAT  [-1, k]    renormalised over the words that start
+                                                    with the typed prefix, most likely first
+               prefix          DT_STRING [-1]       the unfinished word (standardised) that
+                                                    was completed ("" after a trailing space)
+      The typed word is what follows the last white space; the words are the vocabulary's
+      that start with it (:meth:`zoo.NextWordPredictor.complete`). A prefix that no word
+      starts with answers "" and 0 in every slot; an empty prompt is INVALID_ARGUMENT.
 
     attention   (only for models with attention: lstm-attention, the Transformer)
       inputs:  text DT_STRING [-1]
@@ -57,6 +67,8 @@ from serving.limits import INT64_MAX, MAX_PROMPT_TOKENS
 SIGNATURE_KEY = "serving_default"
 INPUT_KEY = "text"
 OUTPUT_KEYS = ("words", "probabilities")
+COMPLETE_KEY = "complete"
+COMPLETE_OUTPUT_KEYS = ("words", "probabilities", "prefix")
 
 
 def version_dirs(model_dir):
@@ -199,6 +211,9 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
     def score(text):
         return predictor.score(text, max_prompt_tokens=max_prompt_tokens)
 
+    def complete(text):
+        return predictor.complete(text, k=top_k, max_prompt_tokens=max_prompt_tokens)
+
     def spec(dtype, name):
         return tf.TensorSpec([None], dtype, name=name)
 
@@ -212,6 +227,12 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
         spec(tf.int64, "seed")])
     archive.add_endpoint("score", score, input_signature=[spec(tf.string, "text")])
     warmup = dict(WARMUP)
+    if has_complete(predictor):
+        archive.add_endpoint(COMPLETE_KEY, complete, input_signature=[spec(tf.string, "text")])
+        warmup[COMPLETE_KEY] = COMPLETE_WARMUP
+    search = getattr(predictor, "word_search", None)
+    if search is not None and isinstance(search.front_end, tf.Module):
+        archive.track(search.front_end)  # a subword front end's tokenizer resources
     if getattr(predictor.model, "has_attention", False):
         def attention(text):
             return predictor.attention(text, max_prompt_tokens=max_prompt_tokens)
@@ -226,6 +247,11 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
         out = loaded[SIGNATURE_KEY](**{INPUT_KEY: tf.constant(["", "the"])})
         if sorted(out) != sorted(OUTPUT_KEYS) or out["words"].shape != (2, top_k):
             raise RuntimeError(f"The exported signature returned {dict(out)}; not exporting.")
+        if COMPLETE_KEY in warmup:
+            out = loaded[COMPLETE_KEY](text=tf.constant(["the", "the "]))
+            if sorted(out) != sorted(COMPLETE_OUTPUT_KEYS) or out["words"].shape != (2, top_k):
+                raise RuntimeError(f"The exported complete signature returned {dict(out)}; "
+                                   "not exporting.")
         if ATTENTION_KEY in warmup:
             out = loaded[ATTENTION_KEY](text=tf.constant(["", "the"]))
             if (sorted(out) != sorted(ATTENTION_OUTPUT_KEYS) or len(out["weights"].shape) != 4
@@ -278,11 +304,20 @@ WARMUP = {
                  "top_p": [1.0], "seed": [0]},
     "score": {"text": ["the"]},
 }
+COMPLETE_WARMUP = {"text": ["the"]}  # only written for models with a complete signature
 ATTENTION_KEY = "attention"
 ATTENTION_OUTPUT_KEYS = ("tokens", "num_tokens", "weights")
 ATTENTION_WARMUP = {"text": ["the"]}  # only written for models with an attention signature
 _WARMUP_DTYPES = {"max_new_tokens": "int32", "temperature": "float32", "top_k": "int32",
                   "top_p": "float32", "seed": "int64", "text": "string"}
+
+
+def has_complete(predictor):
+    """True if the export gets a ``complete`` signature: a word-level vectoriser, or a
+    subword front end (whose words come from :class:`zoo.word_search.WordBeamSearch`); a
+    character-level vectoriser has no words to complete."""
+    return (getattr(predictor, "word_search", None) is not None
+            or getattr(predictor.vectorizer, "split", "whitespace") != "character")
 
 
 def _write_warmup(export_dir, requests=None):

@@ -140,7 +140,8 @@ def _warmup_signatures(version_dir):
 
 def test_warmup_has_the_attention_request(exported_attention):
     _, _, path = exported_attention["transformer"]
-    assert _warmup_signatures(path) == ["serving_default", "generate", "score", "attention"]
+    assert _warmup_signatures(path) == ["serving_default", "generate", "score", "complete",
+                                        "attention"]
 
 
 def test_model_without_attention_has_no_signature(tmp_path):
@@ -155,5 +156,5 @@ def test_model_without_attention_has_no_signature(tmp_path):
         predictor.attention(tf.constant(["the"]))
     path = export_saved_model(predictor, str(tmp_path), "plain")
     assert "attention" not in tf.saved_model.load(path).signatures
-    assert _warmup_signatures(path) == ["serving_default", "generate", "score"]
+    assert _warmup_signatures(path) == ["serving_default", "generate", "score", "complete"]
     assert not list(tmp_path.joinpath("plain").glob(".tmp-*"))  # atomic: nothing left over

@@ -192,6 +192,42 @@ def test_score_equals_log_probs_computed_by_hand(tiny_run, exported):
                                rtol=1e-4)
 
 
+def test_complete_signature_equals_the_in_process_answer_and_numpy(tiny_run, exported):
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((exported[1] / "saved_model.pb").read_bytes())
+    sig = proto.meta_graphs[0].signature_def["complete"]
+    assert {k: ([d.size for d in v.tensor_shape.dim], v.dtype) for k, v in sig.inputs.items()} \
+        == {"text": ([-1], tf.string.as_datatype_enum)}
+    assert {k: [d.size for d in v.tensor_shape.dim] for k, v in sig.outputs.items()} == {
+        "words": [-1, 5], "probabilities": [-1, 5], "prefix": [-1]}
+    predictor = NextWordPredictor.load(tiny_run)
+    prompts = ["the va", "the ", "of t", "zzzq"]
+    direct = predictor.complete(tf.constant(prompts), k=5)
+    complete = tf.saved_model.load(str(exported[1])).signatures["complete"]
+    out = complete(text=tf.constant(prompts))
+    assert (out["words"].numpy() == direct["words"].numpy()).all()
+    assert out["prefix"].numpy().tolist() == [b"va", b"", b"t", b"zzzq"]
+    np.testing.assert_allclose(out["probabilities"], direct["probabilities"], rtol=1e-5)
+    # "the va": the model's distribution after "<eos> the", kept to the words starting with
+    # "va" (no marker), renormalised, in NumPy.
+    vocab = predictor.vectorizer.vocabulary
+    ids = np.array([[vocab.index("<eos>"), vocab.index("the")]], "int32")
+    logits = np.asarray(predictor.model(ids))[0, -1].astype("float64")
+    p = np.exp(logits - logits.max())
+    keep = {w: p[i] for i, w in enumerate(vocab) if w.startswith("va")
+            and w not in ("", "[UNK]", "<eos>", "<unk>")}
+    assert keep, "the tiny run's vocabulary has no word starting with 'va'"
+    expected = sorted(keep.items(), key=lambda kv: -kv[1])[:5]
+    total = sum(keep.values())
+    n = len(expected)
+    assert [w.decode() for w in out["words"].numpy()[0][:n]] == [w for w, _ in expected]
+    np.testing.assert_allclose(out["probabilities"].numpy()[0][:n],
+                               [q / total for _, q in expected], rtol=1e-4)
+    assert (out["words"].numpy()[3] == b"").all() and (out["probabilities"].numpy()[3] == 0).all()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="a prompt is empty"):
+        complete(text=tf.constant(["the", ""]))
+
+
 def test_only_signatures_with_fixed_output_shapes_are_batched(exported):
     from serving.servable import Servable
 

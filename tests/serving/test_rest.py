@@ -199,6 +199,26 @@ def test_generate_and_score_over_rest_in_row_format(server):
     assert status == 400 and "keys must be equal to" in out["error"]
 
 
+def test_complete_over_rest_equals_the_in_process_answer(server, tiny_run):
+    from zoo import NextWordPredictor
+
+    prompts = ["the va", "of the ", "zzzq", "The"]
+    direct = NextWordPredictor.load(tiny_run).complete(tf.constant(prompts), k=5)
+    status, body = call(server, "/v1/models/nwp:predict",
+                        {"signature_name": "complete", "instances": prompts})
+    assert status == 200, body
+    for i, row in enumerate(body["predictions"]):
+        assert row["words"] == [w.decode() for w in direct["words"].numpy()[i]]
+        assert row["prefix"] == direct["prefix"].numpy()[i].decode()
+        np.testing.assert_allclose(row["probabilities"], direct["probabilities"].numpy()[i],
+                                   rtol=1e-5, atol=1e-7)
+    assert body["predictions"][2]["words"] == [""] * 5  # no word starts with "zzzq"
+    status, body = call(server, "/v1/models/nwp:predict",
+                        {"signature_name": "complete", "instances": ["the", ""]})
+    assert status == 400 and "a prompt is empty" in body["error"], body
+    assert call(server, "/v1/models/nwp:predict", {"instances": ["the"]})[0] == 200
+
+
 def test_batching_server_answers_each_prompt_as_if_alone(exported, tmp_path):
     """Prompts of different lengths batched together get their own answers (padding)."""
     import concurrent.futures
