@@ -283,3 +283,23 @@ def test_word_completion_of_a_real_model_equals_numpy_restriction():
     words, probs = as_lists(out)
     assert words == [w for w, _ in expected]
     np.testing.assert_allclose(probs, [q for _, q in expected], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_subword_search_survives_a_saved_model_round_trip(tmp_path):
+    front_end, model = StandInFrontEnd(), lstm()
+    search = WordBeamSearch(front_end, model, beam_width=6, max_pieces=3)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(front_end)
+    spec = [tf.TensorSpec([None], tf.string, name="text")]
+    archive.add_endpoint("serving_default", lambda text: search.top_k(text, k=4), spec)
+    archive.add_endpoint("complete", lambda text: search.complete(text, k=4), spec)
+    archive.write_out(str(tmp_path / "1"), verbose=False)
+    loaded = tf.saved_model.load(str(tmp_path / "1")).signatures
+    text = tf.constant(["ca d", "d c", "ca "])
+    for name, direct in (("serving_default", search.top_k(text, k=4)),
+                         ("complete", search.complete(text, k=4))):
+        out = loaded[name](text=text)
+        assert (out["words"].numpy() == direct["words"].numpy()).all()
+        np.testing.assert_allclose(out["probabilities"], direct["probabilities"], rtol=1e-5)
