@@ -219,14 +219,9 @@ class WordBeamSearch:
             if t == self.max_pieces:
                 break
             allowed = self._start if t == 0 else self._continue
-            # A piece agrees with the prefix if one of the two starts with the other.
-            shape = [beams, vocab]
-            rest = tf.strings.substr(prefix, prefix_len - left, left)
-            agree = tf.equal(
-                tf.strings.substr(tf.broadcast_to(self._surface[None], shape),
-                                  tf.zeros(shape, tf.int32), tf.broadcast_to(left[:, None], shape)),
-                tf.strings.substr(tf.broadcast_to(rest[:, None], shape), tf.zeros(shape, tf.int32),
-                                  tf.broadcast_to(piece_len[None], shape)))
+            agree = tf.cond(tf.reduce_any(left > 0),  # string work only while typing
+                            lambda: self._agree(prefix, prefix_len, left, piece_len),
+                            lambda: tf.ones([beams, vocab], tf.bool))
             keep = tf.logical_and(allowed[None], agree)
             total = tf.where(keep, scores[:, None] + log_probs, -np.inf)
             scores, best = tf.math.top_k(tf.reshape(total, [-1]), k=beams)
@@ -235,6 +230,17 @@ class WordBeamSearch:
             states = [tf.gather(s, parents) for s in states]
             logits, states = self.model.step(tokens, states)
         return tf.concat(found_text, 0), tf.concat(found_score, 0)
+
+    def _agree(self, prefix, prefix_len, left, piece_len):
+        """bool ``(beams, vocab)``: piece ``v`` agrees with the ``left`` bytes of ``prefix``
+        a beam has still to cover (one of the two starts with the other)."""
+        shape = [self.beam_width, self.vocab_size]
+        rest = tf.strings.substr(prefix, prefix_len - left, left)
+        heads = tf.strings.substr(tf.broadcast_to(self._surface[None], shape),
+                                  tf.zeros(shape, tf.int32), tf.broadcast_to(left[:, None], shape))
+        typed = tf.strings.substr(tf.broadcast_to(rest[:, None], shape), tf.zeros(shape, tf.int32),
+                                  tf.broadcast_to(piece_len[None], shape))
+        return tf.equal(heads, typed)
 
     def _words(self, ids, lengths, prefixes, k, renormalise):
         """Search every row; merge piecings; the ``k`` best. See :meth:`top_k`."""
