@@ -12,6 +12,7 @@ Python API::
     from serving.litert import LiteRTPredictor
     p = LiteRTPredictor.load("saved_models/nwp/1")
     p.suggest("the meaning of")            # [("life", 0.12), ...], most likely first
+    p.complete("the mean")                  # [("meaning", 0.4), ...]: words starting "mean"
     p.reset(); p.feed_text("the")         # keyboard use: keep the state between key presses
     p.feed(p.tokenizer.encode("cat")); p.top_k(3)   # each new word: encode, feed (no <eos>)
 
@@ -24,11 +25,13 @@ The runner is two files, ``serving/litert.py`` and ``serving/tokenizer.py``; the
 Command line::
 
     nwp-litert saved_models/nwp/1 "the meaning of" "a function" [--k 5] [--threads 1]
+    nwp-litert saved_models/nwp/1 "the mean" --complete     # words starting with "mean"
 
 A prompt's answer is that of the SavedModel's ``serving_default``: the prompt is read as the
 start of a line (an ``<eos>`` first), only its last ``max_prompt_tokens`` tokens count, and
 padding and ``[UNK]`` are never suggested (a corpus's own ``<unk>`` can be). An empty
-prompt asks for the first word of a line.
+prompt asks for the first word of a line. :meth:`LiteRTPredictor.complete` is the
+SavedModel's ``complete`` (prefix completion of the last, unfinished word).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import time
 
 import numpy as np
 
-from serving.tokenizer import OOV_ID, PAD_ID, Tokenizer
+from serving.tokenizer import OOV_ID, PAD_ID, RE2_SPACE, Tokenizer, standardize_text
 
 TFLITE_FILE = "model.tflite"  # the name TF Serving's --prefer_tflite_model looks for
 MANIFEST_FILE = "litert.json"
@@ -255,6 +258,54 @@ class LiteRTPredictor:
         self.feed_text(text)
         return self.top_k(self.manifest.get("top_k", 5) if k is None else k)
 
+    def unfinished_word(self, text):
+        """``(context, prefix)`` of a prompt, as the SavedModel's ``complete`` cuts it: the
+        prompt standardised as in training, then cut after its last white space (RE2's
+        ``\\s``); ``prefix`` is ``""`` when it ends in white space.
+
+        Raises:
+            TypeError: ``text`` is not a ``str``.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"The prompt must be a str, got {type(text).__name__}.")
+        text = standardize_text(text, self.tokenizer.standardize)
+        cut = max(text.rfind(c) for c in RE2_SPACE) + 1
+        return text[:cut], text[cut:]
+
+    def complete(self, text, k=None):
+        """The ``k`` (default: the bundle's ``top_k``) most likely completions of the prompt's
+        unfinished last word (:meth:`unfinished_word`): the next-word distribution after the
+        context, restricted to the vocabulary words that start with the prefix and
+        renormalised over them; padding, ``[UNK]``, the end of line and ``<unk>`` are never
+        completions. The answer of the SavedModel's ``complete`` signature.
+
+        Returns:
+            ``[(word, probability)]``, most likely first; fewer than ``k`` (or none: the
+            answer for a prefix no vocabulary word starts with) when fewer words start with
+            the prefix.
+
+        Raises:
+            TypeError: ``text`` is not a ``str``.
+            ValueError: an empty prompt; a character-level bundle (no words to complete);
+                ``k`` < 1.
+        """
+        if self.tokenizer.split != "whitespace":
+            raise ValueError("complete needs a word-level bundle; this one's tokens are "
+                             "characters.")
+        k = self.manifest.get("top_k", 5) if k is None else k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}.")
+        if text == "":
+            raise ValueError("The prompt is empty, so there is no word to complete; send at "
+                             "least one character (suggest('') gives the first word of a line).")
+        context, prefix = self.unfinished_word(text)
+        probs = self.next_word_distribution(context)
+        skip = {PAD_ID, OOV_ID, self.tokenizer.eos_id, self.tokenizer.unk_id}
+        ids = [i for i, w in enumerate(self._words) if i not in skip and w.startswith(prefix)]
+        total = probs[ids].sum()
+        ranked = sorted(ids, key=lambda i: -probs[i])[:k]
+        return [(self._words[i], float(probs[i] / total)) for i in ranked if probs[i] > 0]
+
 
 def _positive(text):
     value = int(text)
@@ -280,6 +331,9 @@ def build_parser():
                    help="suggestions (default: the bundle's)")
     p.add_argument("--threads", type=_positive, default=1, help="interpreter threads")
     p.add_argument("--json", action="store_true", help="print one JSON object per prompt")
+    p.add_argument("--complete", action="store_true",
+                   help="complete each prompt's unfinished last word (the text after its last "
+                        "space) instead of suggesting the next word")
     return p
 
 
@@ -311,7 +365,7 @@ def main(argv=None):
     for prompt in args.prompts:
         start = time.perf_counter()
         try:
-            words = predictor.suggest(prompt, args.k)
+            words = (predictor.complete if args.complete else predictor.suggest)(prompt, args.k)
         except ValueError as err:  # one bad prompt: say so and go on with the others
             print(f"nwp-litert: error: {prompt!r}: {err}", file=sys.stderr)
             status = 2

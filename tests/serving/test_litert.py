@@ -354,3 +354,22 @@ def test_cli_bad_numbers_and_a_model_folder(bundle):
         runner.feed("12")
     with pytest.raises(ValueError, match="must be an int"):
         runner.step(2.7)
+
+
+def test_runner_completion_equals_the_saved_model_complete(bundle):
+    prompts = ["the va", "The Va", "of the ", "t", "zzzq", "the value of t"]
+    served = tf.saved_model.load(str(bundle)).signatures["complete"]
+    answer = served(text=tf.constant(prompts))
+    runner = LiteRTPredictor.load(str(bundle))
+    for row, prompt in enumerate(prompts):
+        got = runner.complete(prompt)
+        words = [w.decode() for w in answer["words"][row].numpy() if w]
+        assert [w for w, _ in got] == words, prompt
+        np.testing.assert_allclose([p for _, p in got],
+                                   answer["probabilities"][row].numpy()[:len(words)], atol=1e-5)
+        assert runner.unfinished_word(prompt)[1] == answer["prefix"][row].numpy().decode()
+    assert runner.complete("zzzq") == []  # no word starts with it: the documented answer
+    with pytest.raises(ValueError, match="prompt is empty"):
+        runner.complete("")
+    proc = run_cli("serving.litert", bundle, "the va", "--complete", "--json")
+    assert json.loads(proc.stdout)["words"] == [w for w, _ in runner.complete("the va")]
