@@ -63,6 +63,12 @@ def split_unfinished_word(text):
     return context, prefix
 
 
+def _strip_end(text):
+    """Prompts without trailing white space: the next word begins with its own word-start
+    piece (a character model's space; WordPiece and SentencePiece drop the space anyway)."""
+    return tf.strings.regex_replace(text, r"\s+$", "")
+
+
 def check_not_empty(text):
     """An assertion (graph and eager) that no prompt is empty; returns ``text``.
 
@@ -123,6 +129,8 @@ class WordBeamSearch:
       to it when the search is exhaustive.
     * Words are compared by surface text (``piece_text`` joined; the white space a
       word-start piece may carry, such as a character model's space, is dropped).
+    * A prompt is read without its trailing white space, so the next word begins with its
+      own word-start piece (this matters for characters, whose space is a piece).
     * Never proposed: padding, the unknown piece (``unk_id``) and the end of line (which
       is a boundary, not a word); a word with empty surface text.
     * ``top_k`` returns the model's probabilities (no renormalisation), as the word-level
@@ -244,6 +252,9 @@ class WordBeamSearch:
 
     def _words(self, ids, lengths, prefixes, k, renormalise):
         """Search every row; merge piecings; the ``k`` best. See :meth:`top_k`."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}.")
+        k = int(k)
 
         def one_row(args):
             row, length, prefix = args
@@ -273,8 +284,11 @@ class WordBeamSearch:
             dict: ``words`` ``tf.string (batch, k)`` and ``probabilities`` float32
             ``(batch, k)``, most likely first; ``P(word | prompt)`` as in the class docstring
             (not renormalised). Slots past the words found hold ``""`` and 0.
+
+        Raises:
+            ValueError: ``k`` is not an int >= 1.
         """
-        ids, lengths = self.prompt_ids(text, max_prompt_tokens)
+        ids, lengths = self.prompt_ids(_strip_end(text), max_prompt_tokens)
         words, probs = self._words(ids, lengths, tf.fill(tf.shape(lengths), ""), k, False)
         return {"words": words, "probabilities": probs}
 
@@ -292,19 +306,21 @@ class WordBeamSearch:
             dict: ``words`` ``tf.string (batch, k)``, whole words that start with the prefix;
             ``probabilities`` float32 ``(batch, k)``, renormalised over the completions the
             search found (see the class docstring); ``prefix`` ``tf.string (batch,)``, the
-            unfinished word that was completed. A prefix that no word found starts with
-            gives ``""`` and 0 in every slot.
+            unfinished word that was completed (after the front end's ``normalize``, if it
+            has one). A prefix that no word found starts with gives ``""`` and 0 in every
+            slot.
 
         Raises:
+            ValueError: ``k`` is not an int >= 1.
             tf.errors.InvalidArgumentError: an empty prompt.
         """
         text = check_not_empty(text)
         context, prefix = split_unfinished_word(text)
         normalize = getattr(self.front_end, "normalize", None)
         typed = prefix if normalize is None else normalize(prefix)
-        ids, lengths = self.prompt_ids(context, max_prompt_tokens)
+        ids, lengths = self.prompt_ids(_strip_end(context), max_prompt_tokens)
         words, probs = self._words(ids, lengths, typed, k, True)
-        return {"words": words, "probabilities": probs, "prefix": prefix}
+        return {"words": words, "probabilities": probs, "prefix": typed}
 
 
 def word_search_for(front_end, model, beam_width=DEFAULT_BEAM_WIDTH,

@@ -57,6 +57,25 @@ class StandInFrontEnd(tf.Module):
         return list(self.pieces)
 
 
+class StandInCharFrontEnd(StandInFrontEnd):
+    """Characters: the space piece begins a word (it is the boundary), as a character
+    model's front end marks it; a prompt is its characters."""
+
+    kind = "char"
+
+    def __init__(self):
+        super().__init__(["<pad>", "<unk>", "\n", " ", "a", "b", "c"])
+
+    def word_start_mask(self):
+        return np.array([p in (" ", "\n") for p in self.pieces])
+
+    def piece_text(self, i):
+        return self.pieces[i]
+
+    def encode(self, text):
+        return tf.cast(self.table.lookup(tf.strings.unicode_split(text, "UTF-8")), tf.int32)
+
+
 def peaked(model, seed=0, scale=1.5):
     """Random weights large enough that the piece distributions are far from uniform."""
     rng = np.random.default_rng(seed)
@@ -99,7 +118,7 @@ def exhaustive(front_end, model, context_ids, max_pieces, prefix=None):
         for row, seq in enumerate(seqs):
             total = sum(logp[row, c - 1 + j, piece] for j, piece in enumerate(seq))
             total += np.log(np.exp(logp[row, -1])[boundary].sum())
-            word = "".join(front_end.piece_text(p) for p in seq)
+            word = "".join(front_end.piece_text(p) for p in seq).strip()  # a char's " "
             if word and (prefix is None or word.startswith(prefix)):
                 words[word] = words.get(word, 0.0) + np.exp(total)
     if prefix is not None:
@@ -133,6 +152,22 @@ def test_a_wide_beam_gives_the_exhaustive_top_k_words(make):
         np.testing.assert_allclose(probs, [p for _, p in exact], rtol=2e-5)
     # "cat" is reachable as "▁c a t" and "▁ca t": the two piecings are summed.
     assert "cat" in exhaustive(front_end, model, [2], 3)
+
+
+def test_character_models_find_words_between_spaces():
+    front_end = StandInCharFrontEnd()
+    model = lstm(vocab=len(front_end.pieces))
+    search = WordBeamSearch(front_end, model, beam_width=27, max_pieces=4)  # 1 * 3 ** 3
+    ab = [2, 4, 5]  # "<eos> a b"
+    for prompt in ("ab", "ab "):  # the word starts with its own space either way
+        words, probs = as_lists(search.top_k(tf.constant([prompt]), k=5))
+        exact = ranked(exhaustive(front_end, model, ab, 4), 5)
+        assert words == [w for w, _ in exact]
+        np.testing.assert_allclose(probs, [p for _, p in exact], rtol=2e-5)
+    words, probs = as_lists(search.complete(tf.constant(["ab c"]), k=5))
+    exact = ranked(exhaustive(front_end, model, ab, 4, prefix="c"), 5)
+    assert words == [w for w, _ in exact] and all(w.startswith("c") for w in words)
+    np.testing.assert_allclose(probs, [p for _, p in exact], rtol=2e-5)
 
 
 def test_a_narrow_beam_finds_a_subset_with_probabilities_at_most_the_exact_ones():
@@ -303,3 +338,10 @@ def test_the_subword_search_survives_a_saved_model_round_trip(tmp_path):
         out = loaded[name](text=text)
         assert (out["words"].numpy() == direct["words"].numpy()).all()
         np.testing.assert_allclose(out["probabilities"], direct["probabilities"], rtol=1e-5)
+
+
+def test_k_must_be_a_positive_int():
+    search = WordBeamSearch(StandInFrontEnd(), lstm(), beam_width=2, max_pieces=2)
+    for k in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="k must be an int >= 1"):
+            search.top_k(tf.constant(["ca"]), k=k)
