@@ -46,7 +46,7 @@ import time
 
 import numpy as np
 
-from serving.tokenizer import OOV_ID, PAD_ID, RE2_SPACE, Tokenizer, standardize_text
+from serving.tokenizer import OOV_ID, PAD_ID, WHITESPACE, Tokenizer, standardize_text
 
 TFLITE_FILE = "model.tflite"  # the name TF Serving's --prefer_tflite_model looks for
 MANIFEST_FILE = "litert.json"
@@ -260,8 +260,9 @@ class LiteRTPredictor:
 
     def unfinished_word(self, text):
         """``(context, prefix)`` of a prompt, as the SavedModel's ``complete`` cuts it: the
-        prompt standardised as in training, then cut after its last white space (RE2's
-        ``\\s``); ``prefix`` is ``""`` when it ends in white space.
+        prompt standardised as in training, then cut after its last white space (the
+        characters words are split at, :data:`serving.tokenizer.WHITESPACE`); ``prefix``
+        is ``""`` when it ends in white space.
 
         Raises:
             TypeError: ``text`` is not a ``str``.
@@ -269,7 +270,7 @@ class LiteRTPredictor:
         if not isinstance(text, str):
             raise TypeError(f"The prompt must be a str, got {type(text).__name__}.")
         text = standardize_text(text, self.tokenizer.standardize)
-        cut = max(text.rfind(c) for c in RE2_SPACE) + 1
+        cut = max(text.rfind(c) for c in WHITESPACE) + 1
         return text[:cut], text[cut:]
 
     def complete(self, text, k=None):

@@ -42,7 +42,10 @@ from zoo.sampling import read_prompt_in_graph
 DEFAULT_BEAM_WIDTH = 8
 DEFAULT_MAX_PIECES = 8
 
-_LAST_WORD = r"(?s)^.*\s"  # everything up to and including the last white space
+# White space as tf.strings.split (and so the word vectoriser) splits at it: RE2's \s and
+# the vertical tab. _LAST_WORD matches everything up to and including the last one.
+_SPACE = r"[\t\n\x0b\x0c\r ]"
+_LAST_WORD = r"(?s)^.*" + _SPACE
 
 
 def split_unfinished_word(text):
@@ -53,7 +56,8 @@ def split_unfinished_word(text):
 
     Returns:
         ``(context, prefix)``, both ``tf.string (batch,)``: ``prefix`` is what follows the
-        last white space character (the whole text if there is none; ``""`` if the text ends
+        last white space character (tab, newline, vertical tab, form feed, carriage return
+        or space: where ``tf.strings.split`` splits words) (the whole text if there is none; ``""`` if the text ends
         in white space, i.e. the last word is finished), ``context`` is the text before it, so
         ``context + prefix == text``.
     """
@@ -66,7 +70,7 @@ def split_unfinished_word(text):
 def _strip_end(text):
     """Prompts without trailing white space: the next word begins with its own word-start
     piece (a character model's space; WordPiece and SentencePiece drop the space anyway)."""
-    return tf.strings.regex_replace(text, r"\s+$", "")
+    return tf.strings.regex_replace(text, _SPACE + "+$", "")
 
 
 def check_not_empty(text):

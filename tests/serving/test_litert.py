@@ -357,7 +357,7 @@ def test_cli_bad_numbers_and_a_model_folder(bundle):
 
 
 def test_runner_completion_equals_the_saved_model_complete(bundle):
-    prompts = ["the va", "The Va", "of the ", "t", "zzzq", "the value of t"]
+    prompts = ["the va", "The Va", "of the ", "t", "zzzq", "the value of t", "of\x0bthe\tva"]
     served = tf.saved_model.load(str(bundle)).signatures["complete"]
     answer = served(text=tf.constant(prompts))
     runner = LiteRTPredictor.load(str(bundle))

@@ -236,9 +236,13 @@ def test_bad_settings_are_refused():
 
 
 def test_split_unfinished_word():
-    context, prefix = split_unfinished_word(tf.constant(["the ca", "the cat ", "cat", "a\tb\nc"]))
-    assert [p.decode() for p in prefix.numpy()] == ["ca", "", "cat", "c"]
-    assert [c.decode() for c in context.numpy()] == ["the ", "the cat ", "", "a\tb\n"]
+    text = ["the ca", "the cat ", "cat", "a\tb\nc", "a\x0bb\x0c", "ö\r\u00e9t"]
+    context, prefix = split_unfinished_word(tf.constant(text))
+    assert [p.decode() for p in prefix.numpy()] == ["ca", "", "cat", "c", "", "\u00e9t"]
+    assert [c.decode() for c in context.numpy()] == ["the ", "the cat ", "", "a\tb\n",
+                                                     "a\x0bb\x0c", "ö\r"]
+    # the vectoriser splits at the same characters
+    assert tf.strings.split(tf.constant("a\x0bb")).numpy().tolist() == [b"a", b"b"]
 
 
 def test_the_hook_gives_subword_front_ends_the_word_beam_and_word_models_none():
