@@ -14,9 +14,10 @@ import tensorflow as tf
 
 import zoo.presets  # noqa: F401  (registers every model class for load_model)
 from zoo.sampling import read_prompt_in_graph, sample_in_graph
-from zoo.text import OOV_ID, PAD_ID, WordVectorizer, _standardizer
+from zoo.text import OOV_ID, PAD_ID, WordVectorizer
 from zoo.word_search import (DEFAULT_BEAM_WIDTH, DEFAULT_MAX_PIECES, check_not_empty,
-                             split_unfinished_word, starts_with, word_search_for)
+                             split_unfinished_word, standardize_prompt, starts_with,
+                             word_search_for)
 
 MODEL_FILE = "model.keras"
 
@@ -136,9 +137,7 @@ class NextWordPredictor:
             raise NotImplementedError("complete needs word tokens; this vectoriser splits "
                                       "into characters.")
         text = check_not_empty(text)
-        standardize = _standardizer(self.vectorizer.standardize)
-        context, prefix = split_unfinished_word(text if standardize is None
-                                                else standardize(text))
+        context, prefix = split_unfinished_word(standardize_prompt(self.vectorizer, text))
         probs = self.next_word_distribution(context, max_prompt_tokens)
         probs = tf.where(tf.logical_and(self._completion[None],
                                         starts_with(self._vocab, prefix)), probs, 0.0)

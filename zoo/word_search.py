@@ -27,9 +27,11 @@ Front ends. :class:`WordBeamSearch` needs only this of a front end: ``kind`` (st
 ``pieces`` (list of str, index = id), ``word_start_mask()`` (NumPy bool ``(vocab,)``, True
 for a piece that begins a new word; the end of line counts as a boundary), ``piece_text(id)``
 (the piece's surface text without markers), ``eos_id``, ``pad_id``, ``unk_id`` and ``encode``
-(``tf.string (batch,)`` -> int32 ``tf.RaggedTensor (batch, (pieces))``, graph-safe). An
-optional ``normalize(text)`` (``tf.string`` -> ``tf.string``) is applied to the typed prefix,
-so that it is compared with piece texts in the same form (e.g. lower case).
+(``tf.string (batch,)`` -> int32 ``tf.RaggedTensor (batch, (pieces))``, graph-safe). If the
+front end has ``prompt_ids(text, max_tokens)`` (the contract of
+:meth:`zoo.text.WordVectorizer.prompt_ids`) it is used to read prompts. A prompt to
+complete is first put in the form the pieces are in (:func:`standardize_prompt`), so that
+the typed prefix is compared with piece texts in the same form (e.g. lower case).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.sampling import read_prompt_in_graph
+from zoo.text import _standardizer
 
 DEFAULT_BEAM_WIDTH = 8
 DEFAULT_MAX_PIECES = 8
@@ -86,6 +89,27 @@ def check_not_empty(text):
          "character (or use serving_default for the first word of a line)."])
     with tf.control_dependencies([check]):
         return tf.identity(text)
+
+
+def standardize_prompt(front_end, text):
+    """Prompts in the form the vocabulary is in, before the last word is cut off.
+
+    Args:
+        front_end: a front end with ``normalize(text)`` (``tf.string`` -> ``tf.string``),
+            or with a ``standardize`` mode of :mod:`zoo.text` (a
+            :class:`zoo.text.WordVectorizer`: ``"none"`` or ``"lower_punct"``), or neither
+            (the text is used as it is).
+        text: ``tf.string (batch,)``.
+
+    Returns:
+        ``tf.string (batch,)``.
+    """
+    normalize = getattr(front_end, "normalize", None)
+    if normalize is not None:
+        return normalize(text)
+    mode = getattr(front_end, "standardize", None)
+    standardize = None if mode is None else _standardizer(mode)
+    return text if standardize is None else standardize(text)
 
 
 def starts_with(strings, prefixes):
@@ -185,7 +209,8 @@ class WordBeamSearch:
 
     # -- prompts --------------------------------------------------------------------------
     def prompt_ids(self, text, max_tokens=None):
-        """``<eos>`` + the front end's ids of each prompt, right-padded.
+        """``<eos>`` + the front end's ids of each prompt, right-padded (the front end's own
+        ``prompt_ids`` if it has one).
 
         Args:
             text: ``tf.string (batch,)``.
@@ -195,6 +220,9 @@ class WordBeamSearch:
             ``(ids, lengths)``: int32 ``(batch, time)`` padded with ``pad_id``, int32
             ``(batch,)`` real ids per row (>= 1).
         """
+        own = getattr(self.front_end, "prompt_ids", None)
+        if own is not None:
+            return own(text, max_tokens)
         ragged = tf.cast(self.front_end.encode(text), tf.int32)
         eos = tf.fill([ragged.nrows(), 1], tf.constant(self.front_end.eos_id, tf.int32))
         ragged = tf.concat([tf.RaggedTensor.from_tensor(eos), ragged], axis=1)
@@ -300,8 +328,9 @@ class WordBeamSearch:
         """The ``k`` most likely completions of each prompt's unfinished last word.
 
         Args:
-            text: ``tf.string (batch,)``, non-empty prompts. The last word is what follows
-                the last white space (:func:`split_unfinished_word`); a prompt that ends in
+            text: ``tf.string (batch,)``, non-empty prompts. Standardised
+                (:func:`standardize_prompt`), the last word is what follows the last white
+                space (:func:`split_unfinished_word`); a prompt that ends in
                 white space has an empty prefix, so every next word is a completion.
             k: int >= 1.
             max_prompt_tokens: read only the last this many ids of the context.
@@ -310,8 +339,8 @@ class WordBeamSearch:
             dict: ``words`` ``tf.string (batch, k)``, whole words that start with the prefix;
             ``probabilities`` float32 ``(batch, k)``, renormalised over the completions the
             search found (see the class docstring); ``prefix`` ``tf.string (batch,)``, the
-            unfinished word that was completed (after the front end's ``normalize``, if it
-            has one). A prefix that no word found starts with gives ``""`` and 0 in every
+            unfinished word that was completed (in the form :func:`standardize_prompt`
+            gives). A prefix that no word found starts with gives ``""`` and 0 in every
             slot.
 
         Raises:
@@ -319,12 +348,10 @@ class WordBeamSearch:
             tf.errors.InvalidArgumentError: an empty prompt.
         """
         text = check_not_empty(text)
-        context, prefix = split_unfinished_word(text)
-        normalize = getattr(self.front_end, "normalize", None)
-        typed = prefix if normalize is None else normalize(prefix)
+        context, prefix = split_unfinished_word(standardize_prompt(self.front_end, text))
         ids, lengths = self.prompt_ids(_strip_end(context), max_prompt_tokens)
-        words, probs = self._words(ids, lengths, typed, k, True)
-        return {"words": words, "probabilities": probs, "prefix": typed}
+        words, probs = self._words(ids, lengths, prefix, k, True)
+        return {"words": words, "probabilities": probs, "prefix": prefix}
 
 
 def word_search_for(front_end, model, beam_width=DEFAULT_BEAM_WIDTH,

@@ -62,6 +62,7 @@ class StandInCharFrontEnd(StandInFrontEnd):
     model's front end marks it; a prompt is its characters."""
 
     kind = "char"
+    standardize = "lower_punct"  # a prompt to complete is lower-cased first
 
     def __init__(self):
         super().__init__(["<pad>", "<unk>", "\n", " ", "a", "b", "c"])
@@ -164,10 +165,13 @@ def test_character_models_find_words_between_spaces():
         exact = ranked(exhaustive(front_end, model, ab, 4), 5)
         assert words == [w for w, _ in exact]
         np.testing.assert_allclose(probs, [p for _, p in exact], rtol=2e-5)
-    words, probs = as_lists(search.complete(tf.constant(["ab c"]), k=5))
+    out = search.complete(tf.constant(["ab c", "AB C"]), k=5)
     exact = ranked(exhaustive(front_end, model, ab, 4, prefix="c"), 5)
-    assert words == [w for w, _ in exact] and all(w.startswith("c") for w in words)
-    np.testing.assert_allclose(probs, [p for _, p in exact], rtol=2e-5)
+    for row in (0, 1):
+        words, probs = as_lists(out, row)
+        assert words == [w for w, _ in exact] and all(w.startswith("c") for w in words)
+        np.testing.assert_allclose(probs, [p for _, p in exact], rtol=2e-5)
+    assert out["prefix"].numpy().tolist() == [b"c", b"c"]
 
 
 def test_a_narrow_beam_finds_a_subset_with_probabilities_at_most_the_exact_ones():
