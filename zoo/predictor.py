@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 import zoo.presets  # noqa: F401  (registers every model class for load_model)
-from zoo.sampling import read_prompt_in_graph, sample_in_graph
+from zoo.sampling import NEG, read_prompt_in_graph, sample_in_graph
 from zoo.text import OOV_ID, PAD_ID, WordVectorizer
 from zoo.word_search import (DEFAULT_BEAM_WIDTH, DEFAULT_MAX_PIECES, check_not_empty,
                              split_unfinished_word, standardize_prompt, starts_with,
@@ -138,10 +138,12 @@ class NextWordPredictor:
                                       "into characters.")
         text = check_not_empty(text)
         context, prefix = split_unfinished_word(standardize_prompt(self.vectorizer, text))
-        probs = self.next_word_distribution(context, max_prompt_tokens)
-        probs = tf.where(tf.logical_and(self._completion[None],
-                                        starts_with(self._vocab, prefix)), probs, 0.0)
-        probs = tf.math.divide_no_nan(probs, tf.reduce_sum(probs, axis=1, keepdims=True))
+        ids, lengths = self.vectorizer.prompt_ids(context, max_prompt_tokens)
+        logits = tf.cast(self.model.next_token_logits(ids, lengths), tf.float32)
+        keep = tf.logical_and(self._completion[None], starts_with(self._vocab, prefix))
+        # The softmax over the kept words only is the renormalised distribution (computed
+        # from the logits, so it cannot underflow to 0 for a prefix the model finds unlikely).
+        probs = tf.where(keep, tf.nn.softmax(tf.where(keep, logits, NEG)), 0.0)
         values, indices = tf.math.top_k(probs, k=k)
         return {"words": tf.where(values > 0, tf.gather(self._vocab, indices), ""),
                 "probabilities": values, "prefix": prefix}

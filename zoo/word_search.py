@@ -292,6 +292,9 @@ class WordBeamSearch:
             row, length, prefix = args
             texts, scores = self._row(row, length, prefix)
             words, index = tf.unique(texts)
+            if renormalise:  # relative to the best candidate, so nothing underflows to 0
+                best = tf.reduce_max(scores)
+                scores -= tf.where(tf.math.is_finite(best), best, 0.0)
             probs = tf.math.unsorted_segment_sum(tf.exp(scores), index, tf.shape(words)[0])
             if renormalise:
                 probs = tf.math.divide_no_nan(probs, tf.reduce_sum(probs))

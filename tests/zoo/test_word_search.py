@@ -264,9 +264,10 @@ def test_the_hook_gives_subword_front_ends_the_word_beam_and_word_models_none():
 class FixedDistribution(LanguageModel):
     """A stand-in model whose next-token distribution is the same after every prompt."""
 
-    def __init__(self, probs):
-        super().__init__(len(probs))
-        self.fixed = tf.math.log(tf.constant(probs, tf.float32))
+    def __init__(self, probs=None, logits=None):
+        fixed = np.log(probs) if logits is None else np.asarray(logits)
+        super().__init__(len(fixed))
+        self.fixed = tf.constant(fixed, tf.float32)
 
     def call(self, token_ids, training=False):
         shape = tf.concat([tf.shape(token_ids), [self.vocab_size]], 0)
@@ -353,3 +354,15 @@ def test_k_must_be_a_positive_int():
     for k in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="k must be an int >= 1"):
             search.top_k(tf.constant(["ca"]), k=k)
+
+
+def test_completion_of_words_the_model_finds_very_unlikely_does_not_underflow():
+    probs = np.array([1e-3] * 6 + [1.0], np.float64)  # "cat", "car", "cart": e^-120 below "dog"
+    logits = np.log(probs / probs.sum())
+    logits[3:6] = logits[6] - 120.0 + np.array([2.0, 1.0, 0.0])
+    model = FixedDistribution(logits=logits)  # in float32, exp(-120) is 0
+    out = NextWordPredictor(WordVectorizer(VOCAB), model).complete(tf.constant(["ca"]), k=3)
+    words, got = as_lists(out)
+    e = np.exp([2.0, 1.0, 0.0])
+    assert words == ["cat", "car", "cart"]
+    np.testing.assert_allclose(got, e / e.sum(), rtol=1e-5)
