@@ -58,11 +58,11 @@ def split_unfinished_word(text):
         text: ``tf.string (batch,)``.
 
     Returns:
-        ``(context, prefix)``, both ``tf.string (batch,)``: ``prefix`` is what follows the
-        last white space character (tab, newline, vertical tab, form feed, carriage return
-        or space: where ``tf.strings.split`` splits words) (the whole text if there is none; ``""`` if the text ends
-        in white space, i.e. the last word is finished), ``context`` is the text before it, so
-        ``context + prefix == text``.
+        ``(context, prefix)``, both ``tf.string (batch,)``, with ``context + prefix ==
+        text``. ``prefix`` is what follows the last white space character (tab, newline,
+        vertical tab, form feed, carriage return or space: where ``tf.strings.split``
+        splits words); the whole text if there is none, ``""`` if the text ends in white
+        space (the last word is finished).
     """
     prefix = tf.strings.regex_replace(text, _LAST_WORD, "")
     length = tf.strings.length(text) - tf.strings.length(prefix)
