@@ -330,3 +330,24 @@ def test_tensor_content_flag_unix_socket_and_no_effect_flags(exported, tmp_path)
         said = [line for line in lines if line.startswith(f"nwp-serve: {name} has no effect")]
         assert len(said) == 1, (name, lines)
     assert f"gRPC on unix:{sock}" in lines
+
+
+def test_complete_over_grpc_equals_the_saved_model_and_an_empty_prompt_is_invalid(channel,
+                                                                                   exported):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    prompts = ["the va", "of the ", "zzzq"]
+    req = _request(prompts)
+    req.model_spec.signature_name = "complete"
+    resp = stub.Predict(req, timeout=30)
+    direct = tf.saved_model.load(str(exported[1])).signatures["complete"](
+        text=tf.constant(prompts))
+    for key in ("words", "prefix"):
+        np.testing.assert_array_equal(tf.make_ndarray(resp.outputs[key]), direct[key].numpy())
+    np.testing.assert_allclose(tf.make_ndarray(resp.outputs["probabilities"]),
+                               direct["probabilities"].numpy(), rtol=1e-6)
+    req = _request(["the", ""])
+    req.model_spec.signature_name = "complete"
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Predict(req, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "a prompt is empty" in err.value.details()
