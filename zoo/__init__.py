@@ -11,7 +11,7 @@ from zoo.predictor import NextWordPredictor
 from zoo.presets import PRESETS, get_model
 from zoo.recurrent_lm import LSTMLanguageModel, RecurrentLanguageModel
 from zoo.text import WordVectorizer
-from zoo.transformer_lm import TransformerLanguageModel
+from zoo.transformer_lm import TransformerDecoderBlock, TransformerLanguageModel
 
 __all__ = [
     "AdditiveAttention",
@@ -27,6 +27,7 @@ __all__ = [
     "Perplexity",
     "RNNCell",
     "RecurrentLanguageModel",
+    "TransformerDecoderBlock",
     "TransformerLanguageModel",
     "WordVectorizer",
     "get_model",
