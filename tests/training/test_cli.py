@@ -175,3 +175,21 @@ def test_flags_that_need_more_memory_than_the_machine_has_stop_before_building(t
                    "--output", tmp_path, *flags, check=False)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "model.keras").exists()
+
+
+def test_default_output_is_a_bar_in_nats_per_token_and_tensorflow_stays_quiet(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "training.cli", *TINY, "--output",
+                           str(tmp_path), "--no-keyboard-metrics"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Epoch 1/1" in proc.stdout and "nats/token: " in proc.stdout
+    assert "val_perplexity: " in proc.stdout and " loss: " not in proc.stdout
+    assert "\r" in proc.stdout or "\b" in proc.stdout  # a live bar, redrawn in place
+    assert not [line for line in proc.stderr.splitlines() if line[:5] in ("W0000", "E0000")]
