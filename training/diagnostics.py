@@ -65,7 +65,7 @@ def hidden_state_gradient_norms(model, token_ids, targets):
         for t in range(steps):
             logits, states = model.step(tf.constant(token_ids[:, t]), states)
             hidden.append(states[index])
-        loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+        loss = keras.ops.mean(keras.ops.sparse_categorical_crossentropy(
             targets[:, -1], logits, from_logits=True))
     grads = tape.gradient(loss, hidden)
     return np.array([0.0 if g is None else float(tf.reduce_mean(tf.norm(g, axis=-1)))

@@ -5,12 +5,16 @@ import json
 import pytest
 
 from tests.conftest import run_cli
-from training.cli import PRESET_NAMES
 from zoo import PRESETS
 
 
-def test_the_cli_knows_every_preset():
-    assert PRESET_NAMES == tuple(PRESETS)
+def test_an_unknown_model_is_refused_with_the_presets_before_any_data_is_read(tmp_path):
+    proc = run_cli("training.cli", "--model", "lstn", "--corpus", "ptb", "--data-dir",
+                   tmp_path, "--no-download", "--output", tmp_path / "out", check=False,
+                   timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"--model must be one of {', '.join(PRESETS)}; got 'lstn'" in proc.stderr
+    assert "does not exist" not in proc.stderr  # refused before the corpus is looked for
 
 
 def test_a_tiny_run_writes_a_complete_run_folder(tiny_run):
@@ -50,11 +54,14 @@ TINY = ["--corpus", "default", "--epochs", "1", "--max-train-tokens", "3000", "-
         "--embedding-dim", "8", "--num-layers", "1", "--max-vocab", "200", "--bptt", "10"]
 
 
-def test_a_diverging_run_stops_with_a_message_and_saves_nothing(tmp_path):
+def test_a_diverging_run_stops_with_a_message_and_saves_what_the_readme_says(tmp_path):
     proc = run_cli("training.cli", *TINY, "--learning-rate", "1e9", "--no-clip",
                    "--optimizer", "sgd", "--output", tmp_path, check=False)
     assert proc.returncode == 2 and "diverged" in proc.stderr, proc.stderr[-500:]
-    assert not (tmp_path / "model.keras").exists()
+    for name in ("model.keras", "history.json", "metrics.json"):
+        assert not (tmp_path / name).exists(), name
+    for name in ("vocab.txt", "text.json", "calibration.txt", "history.csv", "checkpoints"):
+        assert (tmp_path / name).exists(), name
 
 
 def test_an_unreadable_backup_asks_for_fresh_and_fresh_starts_over(tmp_path):
@@ -131,7 +138,7 @@ def test_every_configuration_sets_real_flags_and_a_known_model():
     dests = {a.dest for a in build_parser()._actions}
     for name, config in CONFIGS.items():
         assert set(config) <= dests, (name, set(config) - dests)
-        assert config["model"] in PRESET_NAMES
+        assert config["model"] in PRESETS
 
 
 def test_gradient_flow_callback_writes_a_curve_per_epoch(tmp_path):
