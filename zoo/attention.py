@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 
 import keras
-import tensorflow as tf
+import tensorflow as tf  # tf.nn.softmax only: keras.ops.softmax warns when there is one key
 from keras import ops
 
 
@@ -62,7 +62,7 @@ def masked_softmax(scores, value_mask=None, causal=False):
         if len(scores.shape) == 4:
             mask = mask[:, None]  # one mask for every head
         scores = ops.where(mask, scores, _large_negative(scores.dtype))
-    return tf.nn.softmax(scores, axis=-1)  # (ops.softmax warns on 1 key)
+    return tf.nn.softmax(scores, axis=-1)
 
 
 def _check(query, value, key, value_mask, query_mask):
