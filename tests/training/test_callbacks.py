@@ -151,6 +151,7 @@ def test_main_prints_a_user_error_in_one_line(monkeypatch, capsys, _cli_args, er
     assert err == f"nwp-train: error: {error}\n"
 
 
+@pytest.mark.slow
 def test_a_bug_during_a_resumed_fit_is_not_relabelled_rerun_with_fresh(monkeypatch, tmp_path):
     """Before, any ValueError during a resumed fit became "rerun with --fresh"."""
     (tmp_path / "backup").mkdir()  # a run to resume (nothing in it to restore)

@@ -8,6 +8,7 @@ from tests.conftest import run_cli
 from zoo import PRESETS
 
 
+@pytest.mark.slow
 def test_an_unknown_model_is_refused_with_the_presets_before_any_data_is_read(tmp_path):
     proc = run_cli("training.cli", "--model", "lstn", "--corpus", "ptb", "--data-dir",
                    tmp_path, "--no-download", "--output", tmp_path / "out", check=False,
@@ -184,6 +185,7 @@ def test_flags_that_need_more_memory_than_the_machine_has_stop_before_building(t
     assert not (tmp_path / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_default_output_is_a_bar_in_nats_per_token_and_tensorflow_stays_quiet(tmp_path):
     import os
     import subprocess
