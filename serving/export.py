@@ -58,9 +58,12 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
+import threading
+import time
 
 from serving.limits import INT64_MAX, MAX_PROMPT_TOKENS
 
@@ -145,8 +148,31 @@ def prompt_token_limit(model, max_prompt_tokens=None):
     return max_prompt_tokens
 
 
+@contextlib.contextmanager
+def _stage(progress, what, every=5.0):
+    """Say ``what`` through ``progress(line)`` (None: silent), then a ``still ...`` line
+    every ``every`` seconds until the block ends, so a long step is never silent."""
+    if progress is None:
+        yield
+        return
+    progress(f"{what} ...")
+    done, start = threading.Event(), time.monotonic()
+
+    def beat():
+        while not done.wait(every):
+            progress(f"  still {what} ({time.monotonic() - start:.0f} s)")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def export_saved_model(predictor, model_base_path, model_name, version=None, top_k=5,
-                       max_prompt_tokens=None, litert=None):
+                       max_prompt_tokens=None, litert=None, progress=None):
     """Export a :class:`zoo.NextWordPredictor` as ``<base>/<name>/<version>/``.
 
     Args:
@@ -164,6 +190,8 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
             (``model.tflite``, ``litert.json``, tokenizer) is then written into the same
             version folder before it is published, so the version appears with both or not
             at all.
+        progress: None (silent), or a callable given one line at each step and at least
+            every 5 s during a long one (``nwp-export`` passes ``print``).
 
     Returns:
         The path of the new version folder.
@@ -241,31 +269,35 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
                              input_signature=[spec(tf.string, "text")])
         warmup[ATTENTION_KEY] = ATTENTION_WARMUP
     try:
-        archive.write_out(tmp, verbose=False)
-        _write_warmup(tmp, warmup)
-        loaded = tf.saved_model.load(tmp).signatures
-        out = loaded[SIGNATURE_KEY](**{INPUT_KEY: tf.constant(["", "the"])})
-        if sorted(out) != sorted(OUTPUT_KEYS) or out["words"].shape != (2, top_k):
-            raise RuntimeError(f"The exported signature returned {dict(out)}; not exporting.")
-        if COMPLETE_KEY in warmup:
-            out = loaded[COMPLETE_KEY](text=tf.constant(["the", "the "]))
-            if sorted(out) != sorted(COMPLETE_OUTPUT_KEYS) or out["words"].shape != (2, top_k):
-                raise RuntimeError(f"The exported complete signature returned {dict(out)}; "
-                                   "not exporting.")
-        if ATTENTION_KEY in warmup:
-            out = loaded[ATTENTION_KEY](text=tf.constant(["", "the"]))
-            if (sorted(out) != sorted(ATTENTION_OUTPUT_KEYS) or len(out["weights"].shape) != 4
-                    or out["weights"].shape[-1] != out["tokens"].shape[-1]):
-                raise RuntimeError(f"The exported attention signature returned {dict(out)}; "
-                                   "not exporting.")
-        for name, inputs in warmup.items():  # every signature runs before it is published
-            loaded[name](**{k: tf.constant(v, dtype=_WARMUP_DTYPES[k])
-                            for k, v in inputs.items()})
+        with _stage(progress, f"tracing {len(warmup)} signatures and writing the SavedModel"):
+            archive.write_out(tmp, verbose=False)
+            _write_warmup(tmp, warmup)
+        with _stage(progress, "checking every signature on its warm-up request"):
+            loaded = tf.saved_model.load(tmp).signatures
+            out = loaded[SIGNATURE_KEY](**{INPUT_KEY: tf.constant(["", "the"])})
+            if sorted(out) != sorted(OUTPUT_KEYS) or out["words"].shape != (2, top_k):
+                raise RuntimeError(f"The exported signature returned {dict(out)}; not exporting.")
+            if COMPLETE_KEY in warmup:
+                out = loaded[COMPLETE_KEY](text=tf.constant(["the", "the "]))
+                if (sorted(out) != sorted(COMPLETE_OUTPUT_KEYS)
+                        or out["words"].shape != (2, top_k)):
+                    raise RuntimeError(f"The exported complete signature returned {dict(out)}; "
+                                       "not exporting.")
+            if ATTENTION_KEY in warmup:
+                out = loaded[ATTENTION_KEY](text=tf.constant(["", "the"]))
+                if (sorted(out) != sorted(ATTENTION_OUTPUT_KEYS) or len(out["weights"].shape) != 4
+                        or out["weights"].shape[-1] != out["tokens"].shape[-1]):
+                    raise RuntimeError(f"The exported attention signature returned {dict(out)}; "
+                                       "not exporting.")
+            for name, inputs in warmup.items():  # every signature runs before it is published
+                loaded[name](**{k: tf.constant(v, dtype=_WARMUP_DTYPES[k])
+                                for k, v in inputs.items()})
         if litert is not None:
             from serving.litert_export import write_bundle
 
-            write_bundle(predictor, tmp, max_prompt_tokens=max_prompt_tokens, top_k=top_k,
-                         **litert)
+            with _stage(progress, "converting to LiteRT and checking the bundle"):
+                write_bundle(predictor, tmp, max_prompt_tokens=max_prompt_tokens,
+                             top_k=top_k, **litert)
         target = _publish(tmp, model_dir, version, auto_version)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -395,7 +427,7 @@ def build_parser():
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow's import
     parser = build_parser()
     args = parser.parse_args(argv)
     litert_only = [flag for flag, value in (
@@ -411,8 +443,12 @@ def main(argv=None):
         return 2
     from zoo import NextWordPredictor
 
+    def progress(line):
+        print(line, flush=True)
+
     try:
-        predictor = NextWordPredictor.load(args.run)
+        with _stage(progress, f"loading the run in {args.run}"):
+            predictor = NextWordPredictor.load(args.run)
     except FileNotFoundError as err:
         print(f"nwp-export: error: {err}", file=sys.stderr)
         return 2
@@ -438,7 +474,8 @@ def main(argv=None):
                 return 2
     try:
         path = export_saved_model(predictor, args.model_base_path, args.model_name,
-                                  args.version, args.top_k, args.max_prompt_tokens, litert)
+                                  args.version, args.top_k, args.max_prompt_tokens, litert,
+                                  progress)
     except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError) as err:
         print(f"nwp-export: error: {err}", file=sys.stderr)
         return 2

@@ -15,14 +15,16 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = pathlib.Path(os.environ.get("NWP_TEST_DATA_DIR", ROOT.parent / "shared" / "data"))
+# The folder the commands read ($NWP_DATA_DIR); NWP_TEST_DATA_DIR is its old name.
+SHARED_DATA = pathlib.Path(os.environ.get("NWP_DATA_DIR") or os.environ.get("NWP_TEST_DATA_DIR")
+                           or ROOT.parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
 def shared_data():
     """``../shared/data`` (the real PTB, WikiText-2 and Tiny Shakespeare files)."""
     if not (SHARED_DATA / "ptb" / "ptb.valid.txt").exists():
-        pytest.skip(f"real corpora not found at {SHARED_DATA} (set NWP_TEST_DATA_DIR)")
+        pytest.skip(f"real corpora not found at {SHARED_DATA} (set NWP_DATA_DIR)")
     return SHARED_DATA
 
 

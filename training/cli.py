@@ -23,12 +23,6 @@ import time
 from training.configs import CONFIGS
 from training.corpora import CORPORA, DATA_DIR_ENV, CorpusError, load_corpus
 
-# The preset names, without importing TensorFlow (keeps --help fast); checked against
-# zoo.PRESETS by the tests.
-PRESET_NAMES = ("rnn", "irnn", "lstm", "gru", "lstm-one-hot", "lstm-tied", "lstm-attention",
-                "keyboard", "transformer")
-
-
 def build_parser():
     p = argparse.ArgumentParser(
         prog="nwp-train",
@@ -48,7 +42,8 @@ def build_parser():
                    help="fail instead of downloading a missing corpus file")
     p.add_argument("--output", default="runs/default", help="run folder to write")
     p.add_argument("--model", default="lstm",
-                   help="model preset: " + ", ".join(PRESET_NAMES))
+                   help="a model preset, a name in zoo.PRESETS (e.g. lstm, transformer); an "
+                        "unknown name is refused with the list")
     p.add_argument("--embedding-dim", type=int, default=None,
                    help="overrides the preset's (recurrent models)")
     p.add_argument("--units", type=int, default=None, help="overrides the preset's")
@@ -102,8 +97,13 @@ def build_parser():
                         "savings on the test split to metrics.json (word-level corpora; "
                         "see nwp-evaluate)")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
-                   help="Keras fit verbosity: 1 progress bar, 2 one line per epoch")
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                   help="0 quiet, 1 a live progress bar per epoch, 2 one line per epoch "
+                        "(for log files) and TensorFlow's own C++ log lines")
+    p.add_argument("--show-window-loss", action="store_true",
+                   help="also show 'loss', the objective as optimised (under "
+                        "sum_over_time: summed over a window's time steps), next to the "
+                        "loss per token in nats")
     return p
 
 
@@ -113,8 +113,6 @@ def check_args(args):
     for name in ("embedding_dim", "units", "num_layers", "epochs", "batch_size", "bptt"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1")
-    if args.model not in PRESET_NAMES:
-        problems.append(f"--model must be one of {', '.join(PRESET_NAMES)}")
     if args.dropout is not None and not 0 <= args.dropout < 1:
         problems.append("--dropout must be in [0, 1)")
     if not args.learning_rate > 0 or not math.isfinite(args.learning_rate):
@@ -165,7 +163,7 @@ def _physical_memory():
 
 
 def check_memory(args, vocab_size):
-    """Raise ``ValueError`` before building anything when the flags ask for more memory than
+    """Raise :class:`RunError` before building anything when the flags ask for more memory than
     the machine has: the logits of one batch (``batch x bptt x vocabulary`` float32, about 4
     copies alive in a training step: logits, softmax, their gradients) or the weights (4
     copies: weights, gradients, 2 optimizer slots). A rough lower bound, from the flags."""
@@ -182,7 +180,7 @@ def check_memory(args, vocab_size):
                               ("the weights and their optimizer state", weights,
                                "--units, --embedding-dim or --num-layers")):
         if need > 0.8 * memory:
-            raise ValueError(f"These flags need about {need / gib:,.1f} GiB for {what} "
+            raise RunError(f"These flags need about {need / gib:,.1f} GiB for {what} "
                              f"alone, more than this machine's {memory / gib:,.1f} GiB: lower "
                              f"{flags}.")
 
@@ -220,19 +218,30 @@ def read_history(path):
         return {}
 
 
-def train(args):
-    """Run one training job from parsed flags; returns the metrics dict it saved."""
-    import keras
-    import numpy as np
+class RunError(ValueError):
+    """A problem with the flags, the data or the run folder that the user fixes: ``main``
+    prints its message in one line (exit status 2), without a traceback."""
 
-    from training.callbacks import Progress, ResetStates
-    from training.data import stream_dataset, window_dataset
-    from zoo import PRESETS, NextWordPredictor, RecurrentLanguageModel, WordVectorizer, \
-        get_model
 
-    keras.utils.set_random_seed(args.seed)
-    started = time.monotonic()
-    strategy = make_strategy(args.strategy)
+def check_preset(name):
+    """Raise :class:`RunError`, listing ``zoo.PRESETS``, unless ``name`` is one of them.
+    (Here, not in :func:`check_args`: the presets' table imports TensorFlow.)"""
+    from zoo import PRESETS
+
+    if name not in PRESETS:
+        raise RunError(f"--model must be one of {', '.join(PRESETS)}; got {name!r}.")
+
+
+def load_data(args):
+    """The corpus, the vocabulary fitted on its train split and the three splits as id
+    streams. Returns ``(corpus, vectorizer, streams)`` with ``streams`` a dict ``{"train",
+    "valid", "test"}`` of int ``np.ndarray`` ``(tokens,)``.
+
+    Raises:
+        CorpusError: a missing corpus file, or a split shorter than 2 tokens.
+    """
+    from zoo import WordVectorizer
+
     corpus = load_corpus(args.corpus, args.data_dir, allow_download=not args.no_download)
     print(f"corpus: {corpus.description}", flush=True)
     vectorizer = WordVectorizer.fit(corpus.train, corpus.standardize,
@@ -247,51 +256,107 @@ def train(args):
             raise CorpusError(f"The {split} split has {ids.size} token(s); need at least 2.")
     print("tokens: " + ", ".join(f"{k} {v.size:,}" for k, v in streams.items())
           + f"; vocabulary {vectorizer.vocab_size:,} ids", flush=True)
+    return corpus, vectorizer, streams
 
-    check_memory(args, vectorizer.vocab_size)
+
+def carries_state(args, replicas):
+    """Whether the run carries the recurrent state across windows (``--carry-state``,
+    default on for recurrent models), and whether the model is recurrent.
+
+    Raises:
+        RunError: ``--carry-state`` with several replicas or a model without state.
+    """
+    from zoo import PRESETS, RecurrentLanguageModel
+
     recurrent = issubclass(PRESETS[args.model][0], RecurrentLanguageModel)
     carry = recurrent if args.carry_state is None else args.carry_state
-    if carry and strategy.num_replicas_in_sync > 1:
+    if carry and replicas > 1:
         if args.carry_state:
-            raise ValueError("--carry-state works on one device only (the streams would be "
-                             "split across replicas); use --no-carry-state with --strategy.")
+            raise RunError("--carry-state works on one device only (the streams would be "
+                           "split across replicas); use --no-carry-state with --strategy.")
         carry = False
     if carry and not recurrent:
-        raise ValueError(f"--carry-state needs a recurrent model; {args.model} has no state "
-                         "to carry.")
-    if carry:  # contiguous streams, state carried across windows, reset each epoch
-        train_ds, valid_ds, test_ds = (stream_dataset(streams[s], args.batch_size, args.bptt)
-                                       for s in ("train", "valid", "test"))
-    else:  # independent windows, shuffled, each from a zero state
-        train_ds = window_dataset(streams["train"], args.bptt, args.batch_size, shuffle=True,
-                                  seed=args.seed)
-        eval_batch = max(args.batch_size, 64)
-        valid_ds = window_dataset(streams["valid"], args.bptt, eval_batch)
-        test_ds = window_dataset(streams["test"], args.bptt, eval_batch)
+        raise RunError(f"--carry-state needs a recurrent model; {args.model} has no state "
+                       "to carry.")
+    return carry, recurrent
+
+
+def make_datasets(args, streams, carry):
+    """``(train, valid, test)`` ``tf.data`` datasets of ``(inputs, targets)`` int windows
+    ``(batch, bptt)``: contiguous streams (state carried, reset each epoch) or independent
+    shuffled windows (each from a zero state).
+
+    Raises:
+        RunError: a split shorter than one window.
+    """
+    from training.data import stream_dataset, window_dataset
+
+    try:  # their ValueErrors are the checks of --bptt and --batch-size against the text
+        if carry:
+            datasets = tuple(stream_dataset(streams[s], args.batch_size, args.bptt)
+                             for s in ("train", "valid", "test"))
+        else:
+            eval_batch = max(args.batch_size, 64)
+            datasets = (window_dataset(streams["train"], args.bptt, args.batch_size,
+                                       shuffle=True, seed=args.seed),
+                        window_dataset(streams["valid"], args.bptt, eval_batch),
+                        window_dataset(streams["test"], args.bptt, eval_batch))
+    except ValueError as err:
+        raise RunError(str(err)) from err
     print(f"windows: bptt {args.bptt}, batch {args.batch_size}, "
           + ("state carried across windows" if carry else "independent shuffled windows"),
           flush=True)
+    return datasets
+
+
+def clipping(args):
+    """``(clipnorm, clipvalue)`` for the model from ``--clipnorm``, ``--clipvalue`` (which
+    replaces the global norm) and ``--no-clip`` (neither)."""
+    clipnorm = None if (args.clipvalue is not None or args.no_clip) else args.clipnorm
+    return clipnorm, None if args.no_clip else args.clipvalue
+
+
+def build_model(args, vocab_size, carry, strategy):
+    """The preset with the flags' overrides, compiled and built inside ``strategy``.
+
+    Raises:
+        RunError: the model refuses the flags' values (its own message says which).
+    """
+    import keras
+
+    from zoo import get_model
 
     overrides = {k: getattr(args, k) for k in ("embedding_dim", "units", "num_layers",
                                                 "dropout", "init_scale")
                  if getattr(args, k) is not None}
     if carry:
         overrides["stateful"] = True
-    clipnorm = None if (args.clipvalue is not None or args.no_clip) else args.clipnorm
-    clipvalue = None if args.no_clip else args.clipvalue
+    clipnorm, clipvalue = clipping(args)
     with strategy.scope():
-        model = get_model(args.model, vectorizer.vocab_size, clipnorm=clipnorm,
-                          clipvalue=clipvalue, loss_reduction=args.loss_reduction,
-                          **overrides)
-        if args.optimizer == "adam":
-            optimizer = keras.optimizers.Adam(args.learning_rate)
-        else:
-            optimizer = keras.optimizers.SGD(args.learning_rate)
+        try:
+            model = get_model(args.model, vocab_size, clipnorm=clipnorm, clipvalue=clipvalue,
+                              loss_reduction=args.loss_reduction, **overrides)
+        except ValueError as err:  # the constructor's own checks of the flags' values
+            raise RunError(f"--model {args.model}: {err}") from err
+        optimizer = (keras.optimizers.Adam if args.optimizer == "adam"
+                     else keras.optimizers.SGD)(args.learning_rate)
         model.compile(optimizer=optimizer)
         model.build((args.batch_size if carry else None, args.bptt))
         model.optimizer.build(model.trainable_variables)  # fit then needs no symbolic build
-    params = model.count_params()
-    print(f"model: {args.model}, {params:,} parameters", flush=True)
+    print(f"model: {args.model}, {model.count_params():,} parameters", flush=True)
+    return model
+
+
+def prepare_output(args, corpus, vectorizer):
+    """Create the run folder, decide whether to resume (a ``backup/`` from an interrupted
+    run, unless ``--fresh`` deletes it), and write what a resumed run and ``nwp-export``
+    read before training: ``vocab.txt``, ``text.json``, ``calibration.txt``. Returns
+    whether the run resumes.
+
+    Raises:
+        RunError: the backup belongs to a run with another vocabulary.
+    """
+    from zoo import WordVectorizer
 
     os.makedirs(args.output, exist_ok=True)
     backup_dir = os.path.join(args.output, "backup")
@@ -303,20 +368,38 @@ def train(args):
         except FileNotFoundError:
             previous = None
         if previous is not None and previous != vectorizer.vocabulary:
-            raise ValueError(
+            raise RunError(
                 f"The interrupted run in {args.output} has a vocabulary of {len(previous):,} "
                 f"ids that differs from this corpus's ({vectorizer.vocab_size:,} ids): its "
                 "checkpoint cannot continue on this text. Use another --output, or --fresh.")
         print(f"resuming the interrupted run from {backup_dir} (--fresh starts over)", flush=True)
     resuming = os.path.isdir(backup_dir)
-    history_csv = os.path.join(args.output, "history.csv")
     vectorizer.save(args.output)  # before training: a resumed run checks it
     write_calibration_text(corpus.train, os.path.join(args.output, "calibration.txt"))
-    progress = Progress(args.time_budget_minutes)
+    return resuming
+
+
+def make_callbacks(args, streams, recurrent, resuming):
+    """The run's callbacks: backup and restore, progress for a person, the time budget,
+    state resets, the per-epoch CSV history, weight checkpoints, TensorBoard logs, and
+    those the flags ask for. Returns ``(callbacks, budget)``; ``budget`` counts the
+    training batches.
+
+    Raises:
+        RunError: ``--gradient-flow`` with a model without recurrent state.
+    """
+    import keras
+
+    from training.callbacks import Progress, ReadableProgress, ResetStates, RestorableBackup
+
+    budget = Progress(args.time_budget_minutes)
     callbacks = [
-        keras.callbacks.BackupAndRestore(backup_dir), progress, ResetStates(),
+        RestorableBackup(os.path.join(args.output, "backup")),
+        ReadableProgress(args.verbose, show_window_loss=args.show_window_loss,
+                         clipnorm=clipping(args)[0]),
+        budget, ResetStates(),
         # one row per epoch, appended across resumes, so history.json covers every epoch
-        keras.callbacks.CSVLogger(history_csv, append=resuming),
+        keras.callbacks.CSVLogger(os.path.join(args.output, "history.csv"), append=resuming),
         keras.callbacks.ModelCheckpoint(
             os.path.join(args.output, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
             save_weights_only=True),
@@ -324,8 +407,8 @@ def train(args):
     ]
     if args.gradient_flow:
         if not recurrent:
-            raise ValueError(f"--gradient-flow needs a recurrent model; {args.model} has no "
-                             "hidden state to probe.")
+            raise RunError(f"--gradient-flow needs a recurrent model; {args.model} has no "
+                           "hidden state to probe.")
         from training.data import make_windows
         from training.diagnostics import GradientFlow
 
@@ -341,21 +424,32 @@ def train(args):
             return args.learning_rate * args.lr_decay ** max(0, epoch + 1 - args.decay_after)
         callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
     callbacks.append(keras.callbacks.TerminateOnNaN())
+    return callbacks, budget
 
-    fit_start = time.monotonic()
-    try:
-        history = model.fit(train_ds, validation_data=valid_ds, epochs=args.epochs,
-                            callbacks=callbacks, verbose=args.verbose, shuffle=False)
-    except (ValueError, OSError) as err:
-        if not resuming:
-            raise
-        raise ValueError(
-            f"Could not resume from the backup in {backup_dir} ({err}). It was written by a "
-            "run with other flags or cut off while being written: rerun with --fresh to "
-            "start over.") from None
-    fit_seconds = time.monotonic() - fit_start
-    epochs = read_history(history_csv) or history.history  # every epoch, resumes included
-    epochs_run = len(epochs.get("loss", []))
+
+def fit(args, model, train_ds, valid_ds, callbacks):
+    """``model.fit`` (Keras's own progress off: :class:`ReadableProgress` shows it).
+    Returns ``(epochs, seconds)``: ``{metric: [value per epoch]}`` over every epoch of the
+    run, resumes included, and the wall time of this fit."""
+    start = time.monotonic()
+    history = model.fit(train_ds, validation_data=valid_ds, epochs=args.epochs,
+                        callbacks=callbacks, verbose=0, shuffle=False)
+    seconds = time.monotonic() - start
+    epochs = read_history(os.path.join(args.output, "history.csv")) or history.history
+    return epochs, seconds
+
+
+def evaluate(model, corpus, valid_ds, test_ds, output):
+    """Valid and test perplexity and loss in nats per token (bits per character on
+    character corpora).
+
+    Raises:
+        FloatingPointError: a value is not finite (training diverged); nothing more is
+            saved.
+    """
+    import numpy as np
+
+    from training.callbacks import ResetStates
 
     results = {}
     for split, ds in (("valid", valid_ds), ("test", test_ds)):
@@ -370,49 +464,90 @@ def train(args):
         raise FloatingPointError(
             f"Training diverged (valid perplexity {results['valid_perplexity']}); the model "
             f"was not saved (the weights of earlier epochs are in "
-            f"{os.path.join(args.output, 'checkpoints')}). Lower --learning-rate or "
-            "--clipnorm.")
-    predictor = NextWordPredictor(vectorizer, model)
-    predictor.save(args.output)
-    if args.keyboard_metrics and corpus.split != "character":
-        from training.evaluate import KEYBOARD_FIELDS, keyboard_report
+            f"{os.path.join(output, 'checkpoints')}). Lower "
+            "--learning-rate or --clipnorm.")
+    return results
 
-        report = keyboard_report(model, vectorizer, streams["test"], bptt=args.bptt,
-                                 batch_size=args.batch_size, carry_state=carry)
-        results.update({k: report[k] for k in KEYBOARD_FIELDS})
 
-    tokens_trained = progress.batches * args.batch_size * args.bptt  # whole windows
+def save_model(args, model, vectorizer, corpus, streams, carry):
+    """Save ``model.keras`` with the text settings (:class:`zoo.NextWordPredictor`), then
+    add the keyboard metrics of the test split (word-level corpora, unless
+    ``--no-keyboard-metrics``). Returns those metrics (``{}`` when skipped)."""
+    from zoo import NextWordPredictor
+
+    NextWordPredictor(vectorizer, model).save(args.output)
+    if not args.keyboard_metrics or corpus.split == "character":
+        return {}
+    from training.evaluate import KEYBOARD_FIELDS, keyboard_report
+
+    report = keyboard_report(model, vectorizer, streams["test"], bptt=args.bptt,
+                             batch_size=args.batch_size, carry_state=carry)
+    return {k: report[k] for k in KEYBOARD_FIELDS}
+
+
+def report(args, metrics, epochs):
+    """Write ``history.json`` and ``metrics.json`` and print the summary lines."""
+    with open(os.path.join(args.output, "history.json"), "w") as f:
+        json.dump({k: [float(x) if math.isfinite(x) else None for x in v]
+                   for k, v in epochs.items()}, f, indent=1)
+    with open(os.path.join(args.output, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1)
+    print(f"valid loss {metrics['valid_loss_nats_per_token']:.4f} nats/token | "
+          f"valid perplexity {metrics['valid_perplexity']:.2f} | "
+          f"test perplexity {metrics['test_perplexity']:.2f} | "
+          f"{metrics['train_tokens_per_second'] or 0:,.0f} train tokens/s | "
+          f"wall {metrics['wall_seconds']:.0f} s | saved {args.output}", flush=True)
+    if "top1_accuracy" in metrics:
+        from training.evaluate import format_keyboard
+
+        print(f"test next word: {format_keyboard(metrics)}", flush=True)
+
+
+def train(args):
+    """Run one training job from parsed flags; returns the metrics dict it saved.
+
+    Raises:
+        CorpusError, RunError, training.callbacks.BackupError: a problem the user fixes
+            (the message says how).
+        FloatingPointError: training diverged.
+    """
+    import keras
+
+    check_preset(args.model)
+    keras.utils.set_random_seed(args.seed)
+    started = time.monotonic()
+    strategy = make_strategy(args.strategy)
+    corpus, vectorizer, streams = load_data(args)
+    check_memory(args, vectorizer.vocab_size)
+    carry, recurrent = carries_state(args, strategy.num_replicas_in_sync)
+    train_ds, valid_ds, test_ds = make_datasets(args, streams, carry)
+    model = build_model(args, vectorizer.vocab_size, carry, strategy)
+    resuming = prepare_output(args, corpus, vectorizer)
+    callbacks, budget = make_callbacks(args, streams, recurrent, resuming)
+    epochs, fit_seconds = fit(args, model, train_ds, valid_ds, callbacks)
+    results = evaluate(model, corpus, valid_ds, test_ds, args.output)
+    results.update(save_model(args, model, vectorizer, corpus, streams, carry))
+    tokens_trained = budget.batches * args.batch_size * args.bptt  # whole windows
     metrics = {
         "corpus": args.corpus,
         "model": args.model,
-        "parameters": params,
+        "parameters": model.count_params(),
         "vocab_size": vectorizer.vocab_size,
-        "epochs_run": epochs_run,
+        "epochs_run": len(epochs.get("loss", [])),
         "train_tokens_per_second": tokens_trained / fit_seconds if tokens_trained else None,
         "fit_seconds": fit_seconds,
         "wall_seconds": time.monotonic() - started,
         **results,
         "flags": vars(args),
     }
-    with open(os.path.join(args.output, "history.json"), "w") as f:
-        json.dump({k: [float(x) if math.isfinite(x) else None for x in v]
-                   for k, v in epochs.items()}, f, indent=1)
-    with open(os.path.join(args.output, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1)
-    print(f"valid loss {results['valid_loss_nats_per_token']:.4f} nats/token | "
-          f"valid perplexity {results['valid_perplexity']:.2f} | "
-          f"test perplexity {results['test_perplexity']:.2f} | "
-          f"{metrics['train_tokens_per_second'] or 0:,.0f} train tokens/s | "
-          f"wall {metrics['wall_seconds']:.0f} s | saved {args.output}", flush=True)
-    if "top1_accuracy" in results:
-        from training.evaluate import format_keyboard
-
-        print(f"test next word: {format_keyboard(results)}", flush=True)
+    report(args, metrics, epochs)
     return metrics
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """``nwp-train``. Returns the exit status: 0, or 2 after a one-line message for a
+    problem the user fixes (flags, data, run folder, a diverged run). Any other exception,
+    a bug, propagates with its traceback."""
     parser = build_parser()
     known, _ = parser.parse_known_args(argv)
     if known.config:  # the configuration's values become defaults that flags override
@@ -421,9 +556,13 @@ def main(argv=None):
     problems = check_args(args)
     if problems:
         parser.error("; ".join(problems))
+    if args.verbose < 2:  # before TensorFlow is imported; an explicit setting wins
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from training.callbacks import BackupError
+
     try:
         train(args)
-    except (CorpusError, FloatingPointError, ValueError, OSError) as err:
+    except (CorpusError, RunError, BackupError, FloatingPointError, OSError) as err:
         print(f"nwp-train: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -20,6 +20,10 @@ import argparse
 import csv
 import os
 import sys
+import time
+
+if __name__ == "__main__":  # the command: TensorFlow's C++ log quiet, set before its import
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
@@ -61,7 +65,7 @@ def hidden_state_gradient_norms(model, token_ids, targets):
         for t in range(steps):
             logits, states = model.step(tf.constant(token_ids[:, t]), states)
             hidden.append(states[index])
-        loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+        loss = keras.ops.mean(keras.ops.sparse_categorical_crossentropy(
             targets[:, -1], logits, from_logits=True))
     grads = tape.gradient(loss, hidden)
     return np.array([0.0 if g is None else float(tf.reduce_mean(tf.norm(g, axis=-1)))
@@ -142,7 +146,6 @@ def plot(path, curves, title):
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     p = argparse.ArgumentParser(prog="python -m training.diagnostics",
                                 description="Gradient flow through time, model by model.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -157,8 +160,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    import keras
-
+    from training.callbacks import EverySeconds
     from training.corpora import CorpusError, load_corpus
     from training.data import make_windows, window_dataset
     from zoo import WordVectorizer, get_model
@@ -173,16 +175,21 @@ def main(argv=None):
     probe_x, probe_y = make_windows(vec.encode_lines(corpus.valid), args.steps)
     probe_x, probe_y = probe_x[:args.probe_batch], probe_y[:args.probe_batch]
     curves = {}
-    for name, (preset, extra) in MODELS.items():
+    for i, (name, (preset, extra)) in enumerate(MODELS.items(), start=1):
         keras.utils.set_random_seed(args.seed)
         model = get_model(preset, vec.vocab_size, units=args.units, embedding_dim=args.units,
                           num_layers=1, **extra)
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        print(f"[{i}/{len(MODELS)}] {name}: {args.train_steps} Adam steps, then the gradient "
+              f"of the last of {args.steps} steps", flush=True)
         if args.train_steps:
             data = window_dataset(train, 35, 32, shuffle=True, seed=args.seed).repeat()
-            model.fit(data, steps_per_epoch=args.train_steps, epochs=1, verbose=0)
+            model.fit(data, steps_per_epoch=args.train_steps, epochs=1, verbose=0,
+                      callbacks=[EverySeconds(f"  {name}")])
+        start = time.monotonic()
         curves[name] = hidden_state_gradient_norms(model, probe_x, probe_y)
-        print(f"{name:18s} g_T {curves[name][-1]:.3e}  g_1/g_T {curves[name][0] / curves[name][-1]:.3e}",
+        print(f"  {name}: probed in {time.monotonic() - start:.0f} s; g_T "
+              f"{curves[name][-1]:.3e}, g_1/g_T {curves[name][0] / curves[name][-1]:.3e}",
               flush=True)
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     write_csv(args.output + ".csv", curves)

@@ -12,7 +12,7 @@ from zoo.predictor import NextWordPredictor
 from zoo.presets import PRESETS, get_model
 from zoo.recurrent_lm import LSTMLanguageModel, RecurrentLanguageModel
 from zoo.text import WordVectorizer
-from zoo.transformer_lm import TransformerLanguageModel
+from zoo.transformer_lm import TransformerDecoderBlock, TransformerLanguageModel
 from zoo.word_search import WordBeamSearch, word_search_for
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Perplexity",
     "RNNCell",
     "RecurrentLanguageModel",
+    "TransformerDecoderBlock",
     "TransformerLanguageModel",
     "WordBeamSearch",
     "WordVectorizer",

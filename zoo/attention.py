@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 
 import keras
-import tensorflow as tf
+import tensorflow as tf  # tf.nn.softmax only: keras.ops.softmax warns when there is one key
 from keras import ops
 
 
@@ -51,6 +51,20 @@ def combine_masks(scores_shape, value_mask=None, causal=False):
     return mask
 
 
+def masked_softmax(scores, value_mask=None, causal=False):
+    """Attention weights from scores ``(batch, Tq, Tv)`` or ``(batch, heads, Tq, Tv)``: the
+    masked scores (see the module docstring; the same mask for every head) get a large
+    finite negative number, then a softmax over the keys (the last axis). Every attention
+    layer here normalises with it."""
+    shape = ops.shape(scores)
+    mask = combine_masks((shape[0], shape[-2], shape[-1]), value_mask, causal)
+    if mask is not None:
+        if len(scores.shape) == 4:
+            mask = mask[:, None]  # one mask for every head
+        scores = ops.where(mask, scores, _large_negative(scores.dtype))
+    return tf.nn.softmax(scores, axis=-1)
+
+
 def _check(query, value, key, value_mask, query_mask):
     for label, t in (("query", query), ("value", value), ("key", key)):
         if len(t.shape) != 3:
@@ -72,11 +86,7 @@ class _Attention(keras.layers.Layer):
              return_attention_scores=False, training=None):
         key = value if key is None else key
         _check(query, value, key, value_mask, query_mask)
-        scores = self.scores(query, key)
-        mask = combine_masks(ops.shape(scores), value_mask, causal)
-        if mask is not None:
-            scores = ops.where(mask, scores, _large_negative(scores.dtype))
-        weights = tf.nn.softmax(scores, axis=-1)  # (ops.softmax warns on 1 key)
+        weights = masked_softmax(self.scores(query, key), value_mask, causal)
         out = ops.matmul(weights, value)
         if query_mask is not None:
             out = out * ops.cast(query_mask, out.dtype)[..., None]
@@ -245,12 +255,7 @@ class MultiHeadAttention(keras.layers.Layer):
             ``(out (batch, Tq, out_dim), weights (batch, num_heads, Tq, Tv))``.
         """
         q = self.project("query", query) / math.sqrt(self.key_dim)
-        scores = ops.einsum("bhqk,bhtk->bhqt", q, k)
-        shape = ops.shape(scores)
-        mask = combine_masks((shape[0], shape[2], shape[3]), value_mask, causal)
-        if mask is not None:
-            scores = ops.where(mask[:, None], scores, _large_negative(scores.dtype))
-        weights = tf.nn.softmax(scores, axis=-1)  # (ops.softmax warns on 1 key)
+        weights = masked_softmax(ops.einsum("bhqk,bhtk->bhqt", q, k), value_mask, causal)
         heads = ops.einsum("bhqt,bhtk->bqhk", weights, v)
         out = ops.einsum("bqhk,hko->bqo", heads, self.output_kernel) + self.output_bias
         return out, weights

@@ -73,6 +73,17 @@ def _logs(values):
     return values
 
 
+def token_embedding(vocab_size, dim, embeddings_initializer="uniform"):
+    """The token embedding of every model: a ``keras.layers.ReversibleEmbedding`` named
+    ``embedding``, ``(batch, time)`` int ids -> ``(batch, time, dim)``; its reverse call
+    (``reverse=True``, in float32) is the tied output layer (:meth:`LanguageModel.output_logits`).
+    Its weight is the same ``embeddings (vocab_size, dim)`` as a ``keras.layers.Embedding``'s,
+    so weights saved with one load into the other."""
+    return keras.layers.ReversibleEmbedding(vocab_size, dim, reverse_dtype="float32",
+                                            embeddings_initializer=embeddings_initializer,
+                                            name="embedding")
+
+
 def build_once(layer, *shapes):
     """``layer.build(*shapes)`` unless it is built (``step()`` may have built it first)."""
     if not layer.built:
@@ -100,8 +111,11 @@ def _merge_duplicate_slices(grad):
 class LanguageModel(SkipSymbolicBuildWhenBuilt, keras.Model):
     """Base next-token language model with a BPTT ``train_step`` and explicit clipping.
 
-    Subclasses implement ``call(token_ids, training=False) -> logits`` with token ids int
-    ``(batch, time)`` and logits float ``(batch, time, vocab_size)``.
+    Subclasses implement ``features(token_ids, training=False)`` (token ids int ``(batch,
+    time)`` -> features ``(batch, time, width)``) and ``logits_from_features`` (what runs
+    before the one output head, :meth:`output_logits`); ``call`` and
+    :meth:`next_token_logits` are theirs composed: logits float32 ``(batch, time,
+    vocab_size)``.
 
     The training objective, per batch of ``B`` windows of ``T`` steps with per-step losses
     ``l_{b,t} = -log p(y_{b,t} | y_{b,<t})`` (nats) and padding mask ``m_{b,t}``:
@@ -239,14 +253,59 @@ class LanguageModel(SkipSymbolicBuildWhenBuilt, keras.Model):
         """
         raise NotImplementedError(f"{type(self).__name__} has no attention layer.")
 
+    def features(self, token_ids, training=False):
+        """The top features ``(batch, time, width)`` the output layer reads. Subclasses
+        define it."""
+        raise NotImplementedError(f"{type(self).__name__} defines no features.")
+
+    def logits_from_features(self, features, training=False):
+        """The model's output layer on features ``(..., width)``: float32 logits ``(...,
+        vocab_size)``. Subclasses define what comes before :meth:`output_logits` (a final
+        normalisation, dropout, a projection)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no output layer.")
+
+    def call(self, token_ids, training=False):
+        """Logits float32 ``(batch, time, vocab_size)`` for token ids int ``(batch, time)``."""
+        return self.logits_from_features(self.features(token_ids, training), training)
+
     def next_token_logits(self, token_ids, lengths):
-        """Logits ``(batch, vocab_size)`` after token ``lengths[b] - 1`` of each row.
+        """Logits float32 ``(batch, vocab_size)`` after token ``lengths[b] - 1`` of each row;
+        the output layer runs only there (memory ``(batch, vocab_size)``, not ``(batch,
+        time, vocab_size)``).
 
         Args:
             token_ids: int ``(batch, time)``, right-padded.
             lengths: int ``(batch,)``, >= 1.
         """
-        return tf.gather(self(token_ids, training=False), lengths - 1, batch_dims=1)
+        last = tf.gather(self.features(token_ids), lengths - 1, batch_dims=1)
+        return self.logits_from_features(last)
+
+    # -- the output head, one for every model -----------------------------------------------
+    def _add_output_head(self, tie_embeddings, **dense_kwargs):
+        """Create the output layer: tied (the token embedding ``self.embedding``, a
+        :func:`token_embedding`, read in reverse, plus a bias ``output_bias (vocab_size,)``;
+        Press & Wolf 2017, Inan et al. 2017) or a ``Dense(vocab_size)`` ``head`` in float32
+        (``dense_kwargs`` go to it)."""
+        self.tie_embeddings = bool(tie_embeddings)
+        if self.tie_embeddings:
+            self.output_bias = self.add_weight(shape=(self.vocab_size,), initializer="zeros",
+                                               name="output_bias")
+        else:
+            self.head = keras.layers.Dense(self.vocab_size, dtype="float32", name="logits",
+                                           **dense_kwargs)
+
+    def _build_output_head(self, shape):
+        """Build the untied ``head`` for features of ``shape`` (the tied head has no layer)."""
+        if not self.tie_embeddings:
+            build_once(self.head, shape)
+
+    def output_logits(self, h):
+        """The output head: features ``h (..., embedding width)`` -> float32 logits ``(...,
+        vocab_size)``. Tied: ``h E^T + b`` with ``E`` the token embedding (its reverse call,
+        computed in float32 also under mixed precision); untied: ``h W + b``."""
+        if self.tie_embeddings:
+            return self.embedding(h, reverse=True) + ops.cast(self.output_bias, "float32")
+        return self.head(h)
 
     def combine_losses(self, token_losses, mask):
         """Combine per-step losses ``(batch, time)`` into the scalar objective ``L``."""

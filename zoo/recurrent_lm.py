@@ -15,7 +15,7 @@ from keras import ops
 
 from zoo.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention
 from zoo.cells import CIFGCell, GRUCell, LSTMCell, RNNCell
-from zoo.models import LanguageModel, build_once
+from zoo.models import LanguageModel, build_once, token_embedding
 
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell, "cifg": CIFGCell}
 TWO_STATE_CELLS = ("lstm", "cifg")  # h_t and c_t
@@ -114,8 +114,7 @@ class RecurrentLanguageModel(LanguageModel):
                 keras.initializers.get(recurrent_initializer))  # keeps get_config JSON
         self.cell_type, self.embedding_type = cell, embedding
         self.embedding_dim, self.units, self.num_layers = embedding_dim, units, num_layers
-        self.dropout, self.tie_embeddings, self.attention_type = float(dropout), \
-            tie_embeddings, attention
+        self.dropout, self.attention_type = float(dropout), attention
         self.activation, self.recurrent_initializer = activation, recurrent_initializer
         self.init_scale, self.recurrent_dropout = init_scale, float(recurrent_dropout)
         self.stateful = bool(stateful)
@@ -126,9 +125,7 @@ class RecurrentLanguageModel(LanguageModel):
             return init if init is not None else default
 
         if embedding == "learned":
-            self.embedding = keras.layers.Embedding(
-                vocab_size, embedding_dim, embeddings_initializer=pick("uniform"),
-                name="embedding")
+            self.embedding = token_embedding(vocab_size, embedding_dim, pick("uniform"))
         cell_kwargs = dict(kernel_initializer=pick("glorot_uniform"),
                            recurrent_initializer=recurrent_initializer
                            or pick("orthogonal"),
@@ -146,15 +143,10 @@ class RecurrentLanguageModel(LanguageModel):
         if attention is not None:
             self.attention = _make_attention(attention, units)
             self.combine = keras.layers.Dense(units, activation="tanh", name="combine")
-        if tie_embeddings:
-            if units != embedding_dim:
-                self.projection = keras.layers.Dense(embedding_dim, name="projection")
-            self.output_bias = self.add_weight(shape=(vocab_size,), initializer="zeros",
-                                               name="output_bias")
-        else:
-            self.head = keras.layers.Dense(
-                vocab_size, kernel_initializer=pick("glorot_uniform"),
-                bias_initializer=pick("zeros"), dtype="float32", name="logits")
+        if tie_embeddings and units != embedding_dim:
+            self.projection = keras.layers.Dense(embedding_dim, name="projection")
+        self._add_output_head(tie_embeddings, kernel_initializer=pick("glorot_uniform"),
+                              bias_initializer=pick("zeros"))
 
     # -- building blocks ------------------------------------------------------------------
     def _embed(self, token_ids):
@@ -162,16 +154,13 @@ class RecurrentLanguageModel(LanguageModel):
             return ops.one_hot(token_ids, self.vocab_size, dtype=self.compute_dtype)
         return self.embedding(token_ids)
 
-    def _logits(self, h, training=False):
-        """Output layer on the top features ``(..., units)`` -> ``(..., vocab_size)``."""
+    def logits_from_features(self, h, training=False):
+        """Dropout, then (tied, ``units != embedding_dim``) the projection, then the output
+        head: features ``(..., units)`` -> float32 logits ``(..., vocab_size)``."""
         h = self.dropout_layer(h, training=training)
-        if not self.tie_embeddings:
-            return self.head(h)
-        if self.units != self.embedding_dim:
+        if self.tie_embeddings and self.units != self.embedding_dim:
             h = self.projection(h)
-        table = ops.cast(self.embedding.embeddings, "float32")  # logits in float32
-        return ops.matmul(ops.cast(h, "float32"), ops.transpose(table)) + ops.cast(
-            self.output_bias, "float32")
+        return self.output_logits(h)
 
     def _attend(self, h, memory, causal, value_mask=None):
         context = self.attention(h, memory, causal=causal, value_mask=value_mask)
@@ -195,11 +184,9 @@ class RecurrentLanguageModel(LanguageModel):
         if self.attention_type is not None:
             build_once(self.attention, shape, shape)
             build_once(self.combine, (batch, time, 2 * self.units))
-        if self.tie_embeddings:
-            if self.units != self.embedding_dim:
-                build_once(self.projection, shape)
-        else:
-            build_once(self.head, shape)
+        if self.tie_embeddings and self.units != self.embedding_dim:
+            build_once(self.projection, shape)
+        self._build_output_head(shape)
 
     # -- full sequence ----------------------------------------------------------------------
     def _recurrent(self, token_ids, training=False):
@@ -253,14 +240,6 @@ class RecurrentLanguageModel(LanguageModel):
         if len(weights.shape) == 3:  # one head: (batch, 1, time) -> (batch, 1, 1, time)
             weights = weights[:, None]
         return ops.cast(weights[:, :, 0], "float32")[:, None]  # (batch, 1, heads, time)
-
-    def call(self, token_ids, training=False):
-        return self._logits(self.features(token_ids, training), training)
-
-    def next_token_logits(self, token_ids, lengths):
-        """Logits ``(batch, vocab_size)`` at each row's last token; the output layer runs
-        only there (memory ``(batch, vocab)``, not ``(batch, time, vocab)``)."""
-        return self._logits(tf.gather(self.features(token_ids), lengths - 1, batch_dims=1))
 
     def reset_states(self):
         """Zero the carried states of a stateful model (no-op otherwise)."""
@@ -340,7 +319,7 @@ class RecurrentLanguageModel(LanguageModel):
             memory = ops.concatenate([states[-1], x[:, None, :]], axis=1)
             x = self._attend(x[:, None, :], memory, causal=True)[:, 0]
             new_states.append(memory)
-        return self._logits(x), new_states
+        return self.logits_from_features(x), new_states
 
     # -- one step, fixed-shape states (LiteRT) --------------------------------------------
     def fixed_state_spec(self, batch_size=1, window=256):
@@ -383,7 +362,7 @@ class RecurrentLanguageModel(LanguageModel):
         count = ops.minimum(count + 1, window)
         value_mask = ops.arange(window)[None, :] >= (window - count)[:, None]
         x = self._attend(x[:, None, :], memory, causal=False, value_mask=value_mask)[:, 0]
-        return self._logits(x), new_states + [memory, count]
+        return self.logits_from_features(x), new_states + [memory, count]
 
     def get_config(self):
         config = super().get_config()

@@ -1,11 +1,11 @@
 """A small Transformer decoder language model, for comparison with the recurrent ones.
 
 Pre-LayerNorm decoder blocks (Vaswani et al. 2017, with the normalisation placement of
-GPT-2, Radford et al. 2019)::
+GPT-2, Radford et al. 2019), each a :class:`TransformerDecoderBlock` layer::
 
     x_0 = E[token] + P[position]
-    x   = x + MHA(LN(x), causal)          (zoo.MultiHeadAttention)
-    x   = x + W_2 gelu(W_1 LN(x))
+    x   = x + MHA(LN(x), causal)          (zoo.MultiHeadAttention)    } one
+    x   = x + W_2 gelu(W_1 LN(x))                                      } block
     logits = LN(x) E^T + b  (tied) or LN(x) W_out + b
 """
 
@@ -16,7 +16,106 @@ import tensorflow as tf
 from keras import ops
 
 from zoo.attention import MultiHeadAttention
-from zoo.models import LanguageModel, build_once
+from zoo.models import LanguageModel, build_once, token_embedding
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TransformerDecoderBlock(keras.layers.Layer):
+    """One pre-LayerNorm Transformer decoder block (Vaswani et al. 2017, section 3.1, with
+    GPT-2's placement of the normalisation, Radford et al. 2019; the layer split of
+    keras-hub's ``TransformerDecoder``)::
+
+        x = x + dropout(MHA(LN_1(x), causal))
+        x = x + dropout(W_2 gelu(W_1 LN_2(x) + b_1) + b_2)
+
+    Args:
+        num_heads: attention heads, >= 1, dividing the input width ``model_dim``.
+        ffn_dim: hidden width of the feed-forward network, >= 1.
+        dropout: rate on both residual branches, in [0, 1).
+        layer_norm_epsilon: of both LayerNormalizations.
+        **kwargs: passed to ``keras.layers.Layer``.
+
+    Call arguments:
+        x: float ``(batch, time, model_dim)``; training: bool (dropout);
+        return_attention_scores: also return the attention weights
+        ``(batch, num_heads, time, time)``.
+
+    Returns:
+        ``(batch, time, model_dim)``, and the weights if asked.
+
+    Sub-layers (created in ``build``, in this weight order): ``ln_1``, ``attention``
+    (:class:`zoo.MultiHeadAttention`), ``ln_2``, ``ffn_1``, ``ffn_2``.
+
+    Example::
+
+        block = TransformerDecoderBlock(num_heads=4, ffn_dim=512)
+        y = block(keras.random.normal((2, 10, 128)))      # (2, 10, 128), causal
+
+    Raises:
+        ValueError: bad sizes; an input width not divisible by ``num_heads``.
+    """
+
+    def __init__(self, num_heads, ffn_dim, dropout=0.0, layer_norm_epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        for label, value in (("num_heads", num_heads), ("ffn_dim", ffn_dim)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{label} must be a positive int, got {value!r}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        self.num_heads, self.ffn_dim = num_heads, ffn_dim
+        self.dropout, self.layer_norm_epsilon = float(dropout), layer_norm_epsilon
+
+    def build(self, input_shape):
+        model_dim = input_shape[-1]
+        if model_dim % self.num_heads:
+            raise ValueError(f"The input width ({model_dim}) must be divisible by num_heads "
+                             f"({self.num_heads}).")
+        eps = self.layer_norm_epsilon
+        self.ln_1 = keras.layers.LayerNormalization(epsilon=eps, name="ln_1")
+        self.attention = MultiHeadAttention(self.num_heads, model_dim // self.num_heads,
+                                            name="attention")
+        self.ln_2 = keras.layers.LayerNormalization(epsilon=eps, name="ln_2")
+        self.ffn_1 = keras.layers.Dense(self.ffn_dim, activation="gelu", name="ffn_1")
+        self.ffn_2 = keras.layers.Dense(model_dim, name="ffn_2")
+        self.dropout_layer = keras.layers.Dropout(self.dropout)
+        self.ln_1.build(input_shape)
+        self.attention.build(input_shape, input_shape)
+        self.ln_2.build(input_shape)
+        self.ffn_1.build(input_shape)
+        self.ffn_2.build(tuple(input_shape[:-1]) + (self.ffn_dim,))
+
+    def feed_forward(self, x, training=False):
+        """The second half: ``x + dropout(W_2 gelu(W_1 LN_2(x)))``, same shape as ``x``."""
+        branch = self.ffn_2(self.ffn_1(self.ln_2(x)))
+        return x + self.dropout_layer(branch, training=training)
+
+    def call(self, x, training=None, return_attention_scores=False):
+        h = self.ln_1(x)
+        out, weights = self.attention(h, h, causal=True, return_attention_scores=True)
+        x = self.feed_forward(x + self.dropout_layer(out, training=training), training)
+        return (x, weights) if return_attention_scores else x
+
+    def cached_step(self, x, keys, values, write, value_mask=None):
+        """The block on new positions ``x (batch, 1, model_dim)`` with a key/value cache,
+        dropout off: only ``x`` is projected into a key and a value (``(batch, num_heads, 1,
+        head_dim)``), stored with ``write(cache, new) -> cache``; the query attends over the
+        whole cache (or its ``value_mask (batch, slots)``).
+
+        Returns:
+            ``(x (batch, 1, model_dim), keys, values)``: the block's output and the caches.
+        """
+        h = self.ln_1(x)
+        keys = write(keys, self.attention.project("key", h))
+        values = write(values, self.attention.project("value", h))
+        context = self.attention.attend(h, keys, values, value_mask=value_mask)[0]
+        return self.feed_forward(x + context), keys, values
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "ffn_dim": self.ffn_dim,
+                "dropout": self.dropout, "layer_norm_epsilon": self.layer_norm_epsilon}
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -67,26 +166,13 @@ class TransformerLanguageModel(LanguageModel):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
         self.model_dim, self.num_layers, self.num_heads = model_dim, num_layers, num_heads
         self.ffn_dim, self.max_length, self.dropout = ffn_dim, max_length, float(dropout)
-        self.tie_embeddings = tie_embeddings
-        self.embedding = keras.layers.Embedding(vocab_size, model_dim, name="embedding")
+        self.embedding = token_embedding(vocab_size, model_dim)
         self.positions = keras.layers.Embedding(max_length, model_dim, name="positions")
-        self.blocks = []
-        for i in range(num_layers):
-            self.blocks.append({
-                "ln_1": keras.layers.LayerNormalization(epsilon=1e-5, name=f"ln_1_{i}"),
-                "attention": MultiHeadAttention(num_heads, model_dim // num_heads,
-                                                name=f"attention_{i}"),
-                "ln_2": keras.layers.LayerNormalization(epsilon=1e-5, name=f"ln_2_{i}"),
-                "ffn_1": keras.layers.Dense(ffn_dim, activation="gelu", name=f"ffn_1_{i}"),
-                "ffn_2": keras.layers.Dense(model_dim, name=f"ffn_2_{i}"),
-            })
+        self.blocks = [TransformerDecoderBlock(num_heads, ffn_dim, dropout, name=f"block_{i}")
+                       for i in range(num_layers)]
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
         self.dropout_layer = keras.layers.Dropout(self.dropout)
-        if tie_embeddings:
-            self.output_bias = self.add_weight(shape=(vocab_size,), initializer="zeros",
-                                               name="output_bias")
-        else:
-            self.head = keras.layers.Dense(vocab_size, dtype="float32", name="logits")
+        self._add_output_head(tie_embeddings)
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -97,56 +183,29 @@ class TransformerLanguageModel(LanguageModel):
         build_once(self.embedding, input_shape)
         build_once(self.positions, input_shape)
         for block in self.blocks:
-            build_once(block["ln_1"], shape)
-            build_once(block["attention"], shape, shape)
-            build_once(block["ln_2"], shape)
-            build_once(block["ffn_1"], shape)
-            build_once(block["ffn_2"], shape[:-1] + (self.ffn_dim,))
+            build_once(block, shape)
         build_once(self.final_norm, shape)
-        if not self.tie_embeddings:
-            build_once(self.head, shape)
-
-    def _block(self, block, x, training, return_weights=False):
-        """One decoder block over the whole sequence ``(batch, time, model_dim)``, causal. With
-        ``return_weights`` also the attention weights ``(batch, heads, Tq, Tv)``."""
-        h = block["ln_1"](x)
-        out = block["attention"](h, h, causal=True, return_attention_scores=return_weights)
-        if return_weights:
-            out, weights = out
-        x = self._feed_forward(block, x + self.dropout_layer(out, training=training), training)
-        return (x, weights) if return_weights else x
-
-    def _feed_forward(self, block, x, training=False):
-        """The block's second half: ``x + W_2 gelu(W_1 LN(x))`` (dropout on the branch)."""
-        branch = block["ffn_2"](block["ffn_1"](block["ln_2"](x)))
-        return x + self.dropout_layer(branch, training=training)
+        self._build_output_head(shape)
 
     def _cached_step(self, token_ids, states, write, value_mask=None):
         """What :meth:`step` and :meth:`fixed_step` share: embed each row's token at its
-        ``position`` (``states[-1]``); in every block project only that position's key and
-        value, store them with ``write(cache, new) -> cache`` (``new`` is ``(batch, heads, 1,
-        head_dim)``), attend over the cache (``value_mask (batch, slots)`` or all of it) and
-        apply the feed-forward half. Returns ``(logits (batch, vocab_size), new_states)``."""
+        ``position`` (``states[-1]``) and run every block's
+        :meth:`TransformerDecoderBlock.cached_step` on its caches with ``write(cache, new) ->
+        cache`` (``new`` is ``(batch, heads, 1, head_dim)``) and ``value_mask (batch,
+        slots)`` (None: all of the cache). Returns ``(logits (batch, vocab_size), new_states)``."""
         position = states[-1]
         x = (self.embedding(token_ids) + self.positions(position))[:, None, :]
         new_states = []
         for i, block in enumerate(self.blocks):
-            attention = block["attention"]
-            h = block["ln_1"](x)
-            keys = write(states[2 * i], attention.project("key", h))
-            values = write(states[2 * i + 1], attention.project("value", h))
-            context = attention.attend(h, keys, values, value_mask=value_mask)[0]
-            x = self._feed_forward(block, x + context)
+            x, keys, values = block.cached_step(x, states[2 * i], states[2 * i + 1], write,
+                                                value_mask)
             new_states += [keys, values]
-        return self._logits(x[:, 0]), new_states + [position + 1]
+        return self.logits_from_features(x[:, 0]), new_states + [position + 1]
 
-    def _logits(self, x):
-        x = self.final_norm(x)
-        if self.tie_embeddings:  # logits in float32, also under mixed precision
-            table = ops.cast(self.embedding.embeddings, "float32")
-            return ops.matmul(ops.cast(x, "float32"), ops.transpose(table)) + ops.cast(
-            self.output_bias, "float32")
-        return self.head(x)
+    def logits_from_features(self, x, training=False):
+        """The final LayerNorm, then the output head: ``(..., model_dim)`` -> float32
+        logits ``(..., vocab_size)``."""
+        return self.output_logits(self.final_norm(x))
 
     def _inputs(self, token_ids, training=False):
         """Token plus position embeddings ``(batch, time, model_dim)``, the blocks' input."""
@@ -163,7 +222,7 @@ class TransformerLanguageModel(LanguageModel):
         """Residual stream after the last block, ``(batch, time, model_dim)``."""
         x = self._inputs(token_ids, training)
         for block in self.blocks:
-            x = self._block(block, x, training)
+            x = block(x, training=training)
         return x
 
     @property
@@ -188,16 +247,9 @@ class TransformerLanguageModel(LanguageModel):
         last = ops.cast(lengths, "int32") - 1
         rows = []
         for block in self.blocks:
-            x, weights = self._block(block, x, False, return_weights=True)
+            x, weights = block(x, return_attention_scores=True)
             rows.append(tf.gather(weights, last, axis=2, batch_dims=1))  # (batch, heads, Tv)
         return ops.cast(ops.stack(rows, axis=1), "float32")
-
-    def call(self, token_ids, training=False):
-        return self._logits(self.features(token_ids, training))
-
-    def next_token_logits(self, token_ids, lengths):
-        """Logits float32 ``(batch, vocab_size)`` at token ``lengths - 1`` of each row."""
-        return self._logits(tf.gather(self.features(token_ids), lengths - 1, batch_dims=1))
 
     def initial_state(self, batch_size):
         """Per block an empty key and an empty value cache, each ``(batch_size, num_heads, 0,

@@ -56,10 +56,10 @@ def _layer_rows(model, ids, lengths):
     else:
         x = model.embedding(ids) + model.positions(tf.range(ids.shape[1]))[None]
         for block in model.blocks:
-            h = block["ln_1"](x)
-            out, weights = block["attention"](h, h, causal=True, return_attention_scores=True)
+            h = block.ln_1(x)
+            out, weights = block.attention(h, h, causal=True, return_attention_scores=True)
             x = x + out
-            x = x + block["ffn_2"](block["ffn_1"](block["ln_2"](x)))
+            x = x + block.ffn_2(block.ffn_1(block.ln_2(x)))
             rows.append(weights)
         features = x
     np.testing.assert_allclose(features.numpy(), model.features(ids).numpy(), atol=1e-5)

@@ -5,12 +5,17 @@ import json
 import pytest
 
 from tests.conftest import run_cli
-from training.cli import PRESET_NAMES
 from zoo import PRESETS
 
 
-def test_the_cli_knows_every_preset():
-    assert PRESET_NAMES == tuple(PRESETS)
+@pytest.mark.slow
+def test_an_unknown_model_is_refused_with_the_presets_before_any_data_is_read(tmp_path):
+    proc = run_cli("training.cli", "--model", "lstn", "--corpus", "ptb", "--data-dir",
+                   tmp_path, "--no-download", "--output", tmp_path / "out", check=False,
+                   timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"--model must be one of {', '.join(PRESETS)}; got 'lstn'" in proc.stderr
+    assert "does not exist" not in proc.stderr  # refused before the corpus is looked for
 
 
 def test_a_tiny_run_writes_a_complete_run_folder(tiny_run):
@@ -50,11 +55,14 @@ TINY = ["--corpus", "default", "--epochs", "1", "--max-train-tokens", "3000", "-
         "--embedding-dim", "8", "--num-layers", "1", "--max-vocab", "200", "--bptt", "10"]
 
 
-def test_a_diverging_run_stops_with_a_message_and_saves_nothing(tmp_path):
+def test_a_diverging_run_stops_with_a_message_and_saves_what_the_readme_says(tmp_path):
     proc = run_cli("training.cli", *TINY, "--learning-rate", "1e9", "--no-clip",
                    "--optimizer", "sgd", "--output", tmp_path, check=False)
     assert proc.returncode == 2 and "diverged" in proc.stderr, proc.stderr[-500:]
-    assert not (tmp_path / "model.keras").exists()
+    for name in ("model.keras", "history.json", "metrics.json"):
+        assert not (tmp_path / name).exists(), name
+    for name in ("vocab.txt", "text.json", "calibration.txt", "history.csv", "checkpoints"):
+        assert (tmp_path / name).exists(), name
 
 
 def test_an_unreadable_backup_asks_for_fresh_and_fresh_starts_over(tmp_path):
@@ -131,7 +139,7 @@ def test_every_configuration_sets_real_flags_and_a_known_model():
     dests = {a.dest for a in build_parser()._actions}
     for name, config in CONFIGS.items():
         assert set(config) <= dests, (name, set(config) - dests)
-        assert config["model"] in PRESET_NAMES
+        assert config["model"] in PRESETS
 
 
 def test_gradient_flow_callback_writes_a_curve_per_epoch(tmp_path):
@@ -175,3 +183,22 @@ def test_flags_that_need_more_memory_than_the_machine_has_stop_before_building(t
                    "--output", tmp_path, *flags, check=False)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_default_output_is_a_bar_in_nats_per_token_and_tensorflow_stays_quiet(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "training.cli", *TINY, "--output",
+                           str(tmp_path), "--no-keyboard-metrics"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Epoch 1/1" in proc.stdout and "nats/token: " in proc.stdout
+    assert "val_perplexity: " in proc.stdout and " loss: " not in proc.stdout
+    assert "\r" in proc.stdout or "\b" in proc.stdout  # a live bar, redrawn in place
+    assert not [line for line in proc.stderr.splitlines() if line[:5] in ("W0000", "E0000")]

@@ -48,3 +48,26 @@ def test_models_without_recurrence_are_refused():
     model = get_model("transformer", 9, model_dim=8, num_heads=2, ffn_dim=8, max_length=8)
     with pytest.raises(ValueError, match="no recurrent hidden state"):
         hidden_state_gradient_norms(model, np.ones((1, 3)), np.ones((1, 3)))
+
+
+@pytest.mark.slow
+def test_the_command_reports_each_model_and_keeps_tensorflow_quiet(tmp_path):
+    """A line per model before its training and after its probe; TensorFlow's C++ log
+    (warnings and errors such as a CPU machine's failed cuInit) stays out of the output."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.diagnostics", "--corpus", "default", "--train-steps",
+         "2", "--steps", "4", "--units", "4", "--probe-batch", "2", "--output",
+         str(tmp_path / "g")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    starts = [line.split(":")[0] for line in lines if line.startswith("[")]
+    assert starts == ["[1/4] tanh RNN", "[2/4] IRNN", "[3/4] LSTM", "[4/4] LSTM + attention"]
+    assert sum("probed in" in line for line in lines) == 4
+    assert not [line for line in proc.stderr.splitlines() if line[:5] in ("W0000", "E0000")]

@@ -278,6 +278,6 @@ def test_transformer_step_projects_only_the_new_position():
             np.testing.assert_array_equal(np.asarray(new)[:, :, :t], old)
     block = model.blocks[0]
     embedded = model.embedding(x) + model.positions(np.arange(T))[None]
-    h = block["ln_1"](embedded)
-    np.testing.assert_allclose(states[0], block["attention"].project("key", h), atol=1e-5)
-    np.testing.assert_allclose(states[1], block["attention"].project("value", h), atol=1e-5)
+    h = block.ln_1(embedded)
+    np.testing.assert_allclose(states[0], block.attention.project("key", h), atol=1e-5)
+    np.testing.assert_allclose(states[1], block.attention.project("value", h), atol=1e-5)
