@@ -269,8 +269,11 @@ class FixedDistribution(LanguageModel):
         super().__init__(len(fixed))
         self.fixed = tf.constant(fixed, tf.float32)
 
-    def call(self, token_ids, training=False):
-        shape = tf.concat([tf.shape(token_ids), [self.vocab_size]], 0)
+    def features(self, token_ids, training=False):
+        return tf.zeros(tf.concat([tf.shape(token_ids), [1]], 0))
+
+    def logits_from_features(self, features, training=False):
+        shape = tf.concat([tf.shape(features)[:-1], [self.vocab_size]], 0)
         return tf.broadcast_to(self.fixed, shape)
 
 
