@@ -4,8 +4,9 @@ Services (``tensorflow_serving/apis/prediction_service.proto`` and ``model_servi
 in github.com/tensorflow/serving):
 
 * ``tensorflow.serving.PredictionService``: ``Predict``, ``GetModelMetadata`` (the
-  ``signature_def`` field), and ``Classify`` / ``Regress`` answering as TF Serving does for a
-  predict-only signature (INVALID_ARGUMENT);
+  ``signature_def`` field), and ``Classify`` / ``Regress`` / ``MultiInference`` on
+  classification and regression signatures (:mod:`serving.inference`; a predict-only
+  signature gets TF Serving's INVALID_ARGUMENT);
 * ``tensorflow.serving.ModelService``: ``GetModelStatus``.
 
 The server is ``grpc.aio``: calls are coroutines on one asyncio loop (``nwp-serve`` runs it on
@@ -32,16 +33,21 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from serving.errors import ServingError, invalid
+from serving.inference import check_multi_inference
 from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES,
-                            HeavyGate, check_tensor_bytes, check_tokens, proto_cost)
+                            HeavyGate, check_tensor_bytes, check_tokens, proto_cost,
+                            tensor_bytes)
 from serving.servable import check_rows
 
 _MAX_MESSAGE = 1024
@@ -182,6 +188,13 @@ class _Calls:
         self.last_start = 0.0  # time.monotonic() of the newest call
 
 
+def _model_name(request):
+    """The model a request names (a MultiInferenceRequest: its first task's), or ``""``."""
+    if hasattr(request, "model_spec"):
+        return request.model_spec.name
+    return request.tasks[0].model_spec.name if request.tasks else ""
+
+
 def _measured(api):
     """Decorator: count and time a servicer coroutine in ``self.metrics`` (entrypoint GRPC);
     refuse it with UNAVAILABLE while the server drains."""
@@ -207,7 +220,7 @@ def _measured(api):
             finally:
                 self.calls.active -= 1
                 if self.metrics is not None:
-                    name = request.model_spec.name
+                    name = _model_name(request)
                     self.metrics.observe(name if self.manager.known(name) else "", api, "GRPC",
                                          status, time.perf_counter() - started)
         return run
@@ -317,26 +330,101 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata["signature_def"].Pack(sig_map)
         return response
 
-    async def _not_classifiable(self, request, context, verb):
-        try:
-            _check_spec(request)
-            servable = self.manager.get(*_spec(request.model_spec))
-            servable.refuse_classify_regress(verb, request.model_spec.signature_name)
-        except ServingError as err:
-            await _abort(context, err)
+    def _examples(self, request):
+        """The serialized examples of a Classify/Regress/MultiInference request, within
+        ``max_rows`` and ``max_tensor_bytes`` (INVALID_ARGUMENT otherwise)."""
+        from serving.inference import examples_from_input
 
-    async def MultiInference(self, request, context):  # noqa: N802
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "MultiInference is not supported: every signature here is a "
-                            "predict signature; use Predict.")
+        serialized = examples_from_input(request.input)
+        check_rows({"examples": (len(serialized),)}, self.max_rows)
+        check_tensor_bytes({"examples": tensor_bytes(len(serialized), None,
+                                                     sum(map(len, serialized)))},
+                           self.max_tensor_bytes)
+        return serialized
+
+    @staticmethod
+    def _spec_of(servable, signature_key, out):
+        out.name = servable.name
+        out.version.value = servable.version
+        out.signature_name = signature_key
 
     @_measured("classify")
     async def Classify(self, request, context):  # noqa: N802
-        await self._not_classifiable(request, context, "classify")
+        from serving import inference
+
+        try:
+            _check_spec(request)
+            servable = self.manager.get(*_spec(request.model_spec))
+            signature = inference.classification_signature(
+                servable, request.model_spec.signature_name)
+            serialized = self._examples(request)
+            classes, scores = await asyncio.get_running_loop().run_in_executor(
+                None, inference.classify, servable, signature, serialized)
+        except ServingError as err:
+            await _abort(context, err)
+        response = classification_pb2.ClassificationResponse()
+        self._spec_of(servable, signature.key, response.model_spec)
+        inference.fill_classification(response.result, classes, scores)
+        return response
 
     @_measured("regress")
     async def Regress(self, request, context):  # noqa: N802
-        await self._not_classifiable(request, context, "regress")
+        from serving import inference
+
+        try:
+            _check_spec(request)
+            servable = self.manager.get(*_spec(request.model_spec))
+            signature = inference.regression_signature(servable,
+                                                       request.model_spec.signature_name)
+            serialized = self._examples(request)
+            values = await asyncio.get_running_loop().run_in_executor(
+                None, inference.regress, servable, signature, serialized)
+        except ServingError as err:
+            await _abort(context, err)
+        response = regression_pb2.RegressionResponse()
+        self._spec_of(servable, signature.key, response.model_spec)
+        inference.fill_regression(response.result, values)
+        return response
+
+    @_measured("multi_inference")
+    async def MultiInference(self, request, context):  # noqa: N802
+        """Every task (a classification or regression signature of one model) on the same
+        examples; the answer has one result per task, in order (TF Serving's
+        ``multi_inference.cc``; here each signature runs on its own)."""
+        from serving import inference
+
+        try:
+            servable = self.manager.get(*_spec(check_multi_inference(request)))
+            tasks = []
+            for task in request.tasks:
+                name = task.model_spec.signature_name
+                if task.method_name == inference.CLASSIFY_METHOD:
+                    tasks.append((inference.classification_signature(servable, name), True))
+                else:
+                    tasks.append((inference.regression_signature(servable, name), False))
+            inputs = {servable.signature_defs[s.key].inputs[s.input_alias].name
+                      for s, _ in tasks}
+            if len(inputs) != 1:
+                raise invalid("Input tensor must be the same for all Signatures.")
+            serialized = self._examples(request)
+
+            def run_all():
+                return [inference.classify(servable, s, serialized) if is_classify
+                        else inference.regress(servable, s, serialized)
+                        for s, is_classify in tasks]
+
+            answers = await asyncio.get_running_loop().run_in_executor(None, run_all)
+        except ServingError as err:
+            await _abort(context, err)
+        response = inference_pb2.MultiInferenceResponse()
+        for (signature, is_classify), answer in zip(tasks, answers):
+            result = response.results.add()
+            self._spec_of(servable, signature.key, result.model_spec)
+            if is_classify:
+                inference.fill_classification(result.classification_result, *answer)
+            else:
+                inference.fill_regression(result.regression_result, answer)
+        return response
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -7,6 +7,8 @@ Endpoints (TF Serving's ``model_servers/http_rest_api_handler.cc``, github.com/t
     GET  /v1/models/<name>[/versions/<v>]/metadata      signature_def map
     GET  /monitoring/prometheus/metrics                 request counts and latency
     POST /v1/models/<name>[/versions/<v>]:predict       {"instances": [...]} or {"inputs": ...}
+    POST /v1/models/<name>[/versions/<v>]:classify      {"context": {...}, "examples": [...]}
+    POST /v1/models/<name>[/versions/<v>]:regress       (serving.inference)
 
 Errors are ``{"error": "..."}`` with TF Serving's HTTP codes (400 bad request, 404 unknown
 model or version, 413 body over ``--max_request_bytes``, 504 past
@@ -48,7 +50,8 @@ from serving.errors import ServingError, invalid
 from serving.json_tensor import format_predict_response, parse_predict_request
 from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES,
                             MAX_PROMPT_TOKENS, HeavyGate,
-                            array_cost, check_tensor_bytes, check_tokens)
+                            array_cost, check_tensor_bytes, check_tokens,
+                            tensor_bytes)
 from serving.servable import (ModelManager, check_poll_seconds, check_rows,
                               read_model_config_file)
 
@@ -265,7 +268,8 @@ async def handle_post(request, path):
             raise invalid("'examples' value is not a list/array")
         if not examples:
             raise invalid("'examples' value is an empty array")
-        servable.refuse_classify_regress(verb, signature_name)
+        return await _classify_or_regress(request, servable, verb, signature_name, body,
+                                          len(raw))
     inputs, row_format = await _off_loop(parse_predict_request, body,
                                          servable.input_dtypes(signature_name),
                                          heavy=len(raw))
@@ -284,6 +288,34 @@ async def handle_post(request, path):
 
     outputs = await request.app[GATE_KEY].run(tokens, start)
     return web.json_response(format_predict_response(outputs, row_format))
+
+
+async def _classify_or_regress(request, servable, verb, signature_name, body, size):
+    """``:classify`` / ``:regress`` (:mod:`serving.inference`): ``{"results": ...}``.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for a signature of the wrong kind, examples that do
+            not convert or parse, more examples than ``--max_batch_size_per_request`` or
+            more bytes than ``--max_request_tensor_bytes``.
+    """
+    from serving import inference
+
+    pick = (inference.classification_signature if verb == "classify"
+            else inference.regression_signature)
+    signature = pick(servable, signature_name)
+    serialized = await _off_loop(inference.examples_from_json, body, heavy=size)
+    check_rows({"examples": (len(serialized),)}, request.app[LIMIT_KEY])
+    check_tensor_bytes({"examples": tensor_bytes(len(serialized), None,
+                                                 sum(map(len, serialized)))},
+                       request.app[LIMITS_KEY]["max_tensor_bytes"])
+    loop = asyncio.get_running_loop()
+    if verb == "classify":
+        classes, scores = await loop.run_in_executor(None, inference.classify, servable,
+                                                     signature, serialized)
+        return web.json_response({"results": inference.classification_json(classes, scores)})
+    values = await loop.run_in_executor(None, inference.regress, servable, signature,
+                                        serialized)
+    return web.json_response({"results": values.tolist()})
 
 
 async def handle_v1(request):
@@ -432,7 +464,6 @@ NO_EFFECT = {
         tf_bool, "a version label must point at an available version here"),
     "enable_per_model_batching_parameters": (
         tf_bool, "one --batching_parameters_file applies to every model"),
-    "model_config_file_poll_wait_seconds": (int, "--model_config_file is read once at start"),
     "num_load_threads": (int, "versions load one at a time in the polling thread"),
     "num_unload_threads": (int, "versions unload in the polling thread"),
     "max_num_load_retries": (int, _NO_RETRY),
@@ -453,7 +484,7 @@ NO_EFFECT = {
     "monitoring_config_file": (str, "Prometheus metrics are always served at "
                                     "/monitoring/prometheus/metrics"),
     "remove_unused_fields_from_bundle_metagraph": (
-        tf_bool, "the SavedModel is loaded by tf.saved_model.load, which keeps no MetaGraph"),
+        tf_bool, "only the signature_def map of the MetaGraph is kept"),
     "prefer_tflite_model": (
         tf_bool, "model.tflite (nwp-export --litert) holds the phone's step signature, not the "
                  "SavedModel's serving signatures, so the SavedModel is served"),
@@ -462,7 +493,8 @@ NO_EFFECT = {
     "num_tflite_interpreters_per_pool": (int, "TensorFlow Lite models are not served (see "
                                               "--prefer_tflite_model)"),
     "enable_signature_method_name_check": (
-        tf_bool, "every signature here is a predict signature"),
+        tf_bool, "classify/regress signatures are recognised by their inputs and outputs, "
+                 "as TF Serving does by default"),
     "xla_cpu_compilation_enabled": (tf_bool, "XLA JIT is left at TensorFlow's default"),
     "xla_gpu_compilation_enabled": (tf_bool, "XLA JIT is left at TensorFlow's default"),
     "enable_profiler": (tf_bool, "there is no profiler service"),
@@ -499,6 +531,11 @@ def build_parser():
                         "labels); replaces --model_name/--model_base_path")
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                    help="how often to look for new versions; 0 loads once")
+    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0,
+                   help="how often to read --model_config_file again and add, remove or "
+                        "change models (new ones load before removed ones unload; an invalid "
+                        "file keeps the current models, with the error in the log and the "
+                        "status); 0 reads it once")
     p.add_argument("--grpc_socket_path", default="",
                    help="also serve gRPC on this Unix socket (relative or absolute path)")
     p.add_argument("--grpc_channel_arguments", default="",
@@ -614,8 +651,13 @@ def main(argv=None):
                      " and --tensorflow_inter_op_parallelism, not all three")
     try:
         check_poll_seconds(args.file_system_poll_wait_seconds)
+        check_poll_seconds(args.model_config_file_poll_wait_seconds,
+                           "model_config_file_poll_wait_seconds")
     except ValueError as err:
         parser.error(str(err))
+    if args.model_config_file_poll_wait_seconds and not args.model_config_file:
+        print("nwp-serve: --model_config_file_poll_wait_seconds has no effect without "
+              "--model_config_file", file=sys.stderr, flush=True)
     if args.batching_parameters_file and not args.enable_batching:
         parser.error("--batching_parameters_file needs --enable_batching (as in TF Serving)")
     batcher = None
@@ -655,6 +697,9 @@ def main(argv=None):
             print(f"serving model {name!r} version(s) {', '.join(versions)} from {base} at "
                   f"http://{args.host}:{args.rest_api_port}/v1/models/{name}", flush=True)
     manager.start_polling(args.file_system_poll_wait_seconds)
+    if args.model_config_file:
+        manager.start_config_polling(args.model_config_file,
+                                     args.model_config_file_poll_wait_seconds)
     metrics = metrics_module.ServerMetrics()
     gate = HeavyGate(args.max_concurrent_heavy_requests)
     app = make_app(manager, args.max_request_bytes, args.max_batch_size_per_request, metrics,
