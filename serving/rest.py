@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import functools
 import json
 import logging
 import os
@@ -52,7 +53,7 @@ from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES
                             MAX_PROMPT_TOKENS, HeavyGate,
                             array_cost, check_tensor_bytes, check_tokens,
                             tensor_bytes)
-from serving.servable import (ModelManager, check_poll_seconds, check_rows,
+from serving.servable import (ModelManager, Servable, check_poll_seconds, check_rows,
                               read_model_config_file)
 
 # tensorflow_serving/model_servers/http_rest_api_util.cc
@@ -485,13 +486,10 @@ NO_EFFECT = {
                                     "/monitoring/prometheus/metrics"),
     "remove_unused_fields_from_bundle_metagraph": (
         tf_bool, "only the signature_def map of the MetaGraph is kept"),
-    "prefer_tflite_model": (
-        tf_bool, "model.tflite (nwp-export --litert) holds the phone's step signature, not the "
-                 "SavedModel's serving signatures, so the SavedModel is served"),
-    "num_tflite_pools": (int, "TensorFlow Lite models are not served (see "
-                              "--prefer_tflite_model)"),
-    "num_tflite_interpreters_per_pool": (int, "TensorFlow Lite models are not served (see "
-                                              "--prefer_tflite_model)"),
+    "num_tflite_pools": (int, "one LiteRT interpreter per version answers serving_default "
+                              "(--prefer_tflite_model), one prompt at a time"),
+    "num_tflite_interpreters_per_pool": (int, "one LiteRT interpreter per version answers "
+                                              "serving_default (--prefer_tflite_model)"),
     "enable_signature_method_name_check": (
         tf_bool, "classify/regress signatures are recognised by their inputs and outputs, "
                  "as TF Serving does by default"),
@@ -547,6 +545,9 @@ def build_parser():
     p.add_argument("--version", action="store_true",
                    help="print nwp-serve's and TensorFlow's versions and exit")
     _bool_flag(p, "enable_batching", "batch concurrent predict requests (TF Serving's flag)")
+    _bool_flag(p, "prefer_tflite_model",
+               "answer serving_default with the version's LiteRT bundle (model.tflite, "
+               "nwp-export --litert) when it has one; other signatures run in the SavedModel")
     p.add_argument("--batching_parameters_file", default=None,
                    help="BatchingParameters text proto: max_batch_size, batch_timeout_micros, "
                         "num_batch_threads, max_enqueued_batches")
@@ -682,10 +683,12 @@ def main(argv=None):
         tf.config.threading.set_inter_op_parallelism_threads(
             args.tensorflow_inter_op_parallelism)
     try:
+        loader = functools.partial(Servable, prefer_tflite=args.prefer_tflite_model)
         if args.model_config_file:
-            manager = ModelManager(read_model_config_file(args.model_config_file))
+            manager = ModelManager(read_model_config_file(args.model_config_file), loader)
         else:
-            manager = ModelManager({args.model_name: os.path.abspath(args.model_base_path)})
+            manager = ModelManager({args.model_name: os.path.abspath(args.model_base_path)},
+                                   loader)
         manager.load()
     except Exception as err:  # noqa: BLE001  any load failure: say what and where, exit 2
         print(f"nwp-serve: error: {type(err).__name__}: {err}", file=sys.stderr)
@@ -696,6 +699,11 @@ def main(argv=None):
                         if s["state"] == "AVAILABLE"]
             print(f"serving model {name!r} version(s) {', '.join(versions)} from {base} at "
                   f"http://{args.host}:{args.rest_api_port}/v1/models/{name}", flush=True)
+            if args.prefer_tflite_model:
+                lite = [v for v in versions if manager.get(name, int(v)).litert is not None]
+                print(f"  --prefer_tflite_model: serving_default of version(s) "
+                      f"{', '.join(lite) or 'none (no model.tflite)'} answered by LiteRT",
+                      flush=True)
     manager.start_polling(args.file_system_poll_wait_seconds)
     if args.model_config_file:
         manager.start_config_polling(args.model_config_file,

@@ -89,16 +89,22 @@ class Servable:
         name: model name.
         version: int version.
         path: the version directory.
+        prefer_tflite: answer ``serving_default`` with the LiteRT bundle (``model.tflite``,
+            ``nwp-export --litert``) when the folder has one (``--prefer_tflite_model``;
+            :class:`LiteRTDefault`); the other signatures run in the SavedModel.
 
     Raises:
         OSError / ValueError from TensorFlow: the directory is not a loadable SavedModel.
+        serving.litert.BundleError: ``prefer_tflite`` and a ``model.tflite`` that is not a
+            usable bundle.
     """
 
     tokens_per_run = 4096
     tf1 = False
     _session_run = None  # TF1 exports: _session_runner's function
+    litert = None  # a LiteRTDefault answering serving_default (--prefer_tflite_model)
 
-    def __init__(self, name, version, path):
+    def __init__(self, name, version, path, prefer_tflite=False):
         import tensorflow as tf
         from tensorflow.core.protobuf import saved_model_pb2
 
@@ -118,6 +124,10 @@ class Servable:
             self._session_run = _session_runner(path, meta_graph)
         else:
             self._loaded = tf.saved_model.load(path)
+        from serving.litert import TFLITE_FILE
+
+        if prefer_tflite and os.path.exists(os.path.join(path, TFLITE_FILE)):
+            self.litert = LiteRTDefault(path, self.signature_defs.get(DEFAULT_SIGNATURE))
         # Per-signature facts asked for on every request, worked out once.
         self._batchable = {key: _fixed_output_shapes(sig)
                            for key, sig in self.signature_defs.items()}
@@ -174,6 +184,8 @@ class Servable:
         tf = self._tf
         dtypes = self._input_dtypes[key]
         try:
+            if self.litert is not None and key == DEFAULT_SIGNATURE:
+                return self.litert(inputs)
             if self._session_run is not None:
                 return self._session_run(key, inputs, dtypes)
             feeds = {alias: tf.constant(value, dtype=dtypes[alias])
@@ -197,6 +209,65 @@ class Servable:
                 sig_map, preserving_proto_field_name=True,
                 always_print_fields_with_no_presence=True)},
         }
+
+
+class LiteRTDefault:
+    """``serving_default`` (``text`` -> ``words``, ``probabilities``) computed with the LiteRT
+    bundle of a version folder (:class:`serving.litert.LiteRTPredictor`), for
+    ``--prefer_tflite_model``.
+
+    TF Serving's flag serves the ``.tflite`` file's own signatures; an ``nwp-export --litert``
+    bundle holds only the one-step ``step`` signature (token id and state in, logits and state
+    out), so here the flag means: the words and probabilities of ``serving_default``, read
+    token by token through ``step`` by the bundle's runner (the prompt as the start of a line,
+    its last ``max_prompt_tokens`` tokens, padding and ``[UNK]`` never suggested), the
+    answer the SavedModel gives to within float32 rounding. One interpreter per version;
+    calls take turns (a lock), prompt by prompt.
+
+    Args:
+        path: the version folder.
+        signature_def: the SavedModel's ``serving_default`` SignatureDef: its ``words``
+            width is the number of words answered (else the bundle's ``top_k``).
+
+    Raises:
+        serving.litert.BundleError: not a usable bundle.
+        ValueError: ``serving_default`` is not the ``text`` -> ``words``/``probabilities``
+            signature of an nwp export.
+    """
+
+    def __init__(self, path, signature_def):
+        from serving.litert import LiteRTPredictor
+
+        if signature_def is None or set(signature_def.inputs) != {"text"} or \
+                set(signature_def.outputs) != {"words", "probabilities"}:
+            raise ValueError(f"{path}: --prefer_tflite_model serves the serving_default of "
+                             "nwp-export models (text -> words, probabilities); this "
+                             "SavedModel's differs.")
+        self.predictor = LiteRTPredictor.load(path)
+        dims = signature_def.outputs["words"].tensor_shape.dim
+        self.k = (dims[1].size if len(dims) == 2 and dims[1].size > 0
+                  else int(self.predictor.manifest.get("top_k", 5)))
+        self._lock = threading.Lock()
+
+    def __call__(self, inputs):
+        """``{"text": object array [n] of bytes}`` -> ``{"words": object [n, k] bytes,
+        "probabilities": float32 [n, k]}``.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT for ``text`` that is not a vector.
+        """
+        texts = np.asarray(inputs["text"], dtype=object)
+        if texts.ndim != 1:
+            raise invalid(f"input must be a vector, got shape: {list(texts.shape)}")
+        words = np.full((len(texts), self.k), b"", dtype=object)
+        probabilities = np.zeros((len(texts), self.k), np.float32)
+        with self._lock:
+            for row, text in enumerate(texts):
+                if isinstance(text, bytes):
+                    text = text.decode("utf-8", "replace")
+                for col, (word, p) in enumerate(self.predictor.suggest(str(text), self.k)):
+                    words[row, col], probabilities[row, col] = word.encode("utf-8"), p
+        return {"words": words, "probabilities": probabilities}
 
 
 def is_tf1_export(meta_graph):
