@@ -239,6 +239,8 @@ async def handle_get(request, path):
     if metadata == "metadata":
         servable = manager.get(name, version, unquote(label) if label else None)
         return web.json_response(servable.metadata())
+    if label:  # the labelled version's status (TF Serving resolves the label first)
+        version = manager.get(name, label=unquote(label)).version
     return web.json_response(manager.status(name, version))
 
 

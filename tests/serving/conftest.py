@@ -4,7 +4,7 @@
 import pytest
 
 from tests.conftest import running_server
-from tests.serving.tfserving_models import write_tf1_models, write_tf2_model
+from tests.serving.tfserving_models import start_tf1_models, write_tf2_model
 
 
 @pytest.fixture(scope="session")
@@ -16,18 +16,21 @@ def half_plus_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfserving_models")
     bases = {name: root / name for name in
              ("tf1_half_plus_two", "tf1_half_plus_three", "tf2_half_plus_two")}
-    write_tf1_models({bases["tf1_half_plus_two"] / "123": 2.0,
-                      bases["tf1_half_plus_three"] / "123": 3.0})
-    write_tf2_model(bases["tf2_half_plus_two"] / "123", b=2.0)
+    tf1_done = start_tf1_models({bases["tf1_half_plus_two"] / "123": 2.0,
+                                 bases["tf1_half_plus_three"] / "123": 3.0})
+    write_tf2_model(bases["tf2_half_plus_two"] / "123", b=2.0)  # meanwhile, in process
+    tf1_done()
     return bases
 
 
 @pytest.fixture(scope="session")
 def half_plus_config(half_plus_models, tmp_path_factory):
-    """A ``--model_config_file`` serving every :func:`half_plus_models` model."""
+    """A ``--model_config_file`` serving every :func:`half_plus_models` model, version 123
+    labelled ``stable``."""
     path = tmp_path_factory.mktemp("config") / "models.config"
     path.write_text("model_config_list {\n" + "".join(
-        f'  config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" }}\n'
+        f'  config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow"'
+        ' version_labels { key: "stable" value: 123 } }\n'
         for name, base in half_plus_models.items()) + "}\n")
     return path
 

@@ -4,7 +4,8 @@ the tests themselves.
 ``y = a * x + b`` with ``a = 0.5`` and ``b`` given (2 for half_plus_two, 3 for
 half_plus_three), ``y2 = a * x + 3``. Each model has:
 
-* ``serving_default`` (``tensorflow/serving/predict``): ``x`` float32 ``[batch]`` -> ``y``;
+* ``serving_default`` (``tensorflow/serving/predict``): ``x`` float32 of any shape ->
+  ``y`` of the same shape;
 * ``classify_x_to_y`` (``tensorflow/serving/classify``): serialized ``tf.Example``\\ s
   (``inputs``, string ``[batch]``, parsed with ``tf.io.parse_example``, feature ``x``: one
   float) -> ``scores`` ``[batch, 1]`` = y;
@@ -13,7 +14,7 @@ half_plus_three), ``y2 = a * x + 3``. Each model has:
 * ``regress_x_to_y`` and ``regress_x_to_y2`` (``tensorflow/serving/regress``): examples ->
   ``outputs`` ``[batch, 1]``.
 
-:func:`write_tf1_models` writes it the TF1 way (graph mode, a reference variable of dtype
+:func:`start_tf1_models` writes it the TF1 way (graph mode, a reference variable of dtype
 ``float_ref``, ``SavedModelBuilder``): what ``tf.saved_model.load`` cannot load and TF
 Serving loads with its session-based ``SavedModelBundle``. :func:`write_tf2_model` writes
 the same signatures with ``tf.Module`` and ``tf.saved_model.save``.
@@ -39,7 +40,7 @@ for path, b in zip(sys.argv[3::2], map(float, sys.argv[4::2])):
         var_b = v1.Variable(b, name="b", use_resource=False)
         var_c = v1.Variable(c, name="c", use_resource=False)
         assert var_a.dtype == tf.float32._as_ref, var_a.dtype  # float_ref: a reference variable
-        x = v1.placeholder(tf.float32, [None], name="x")
+        x = v1.placeholder(tf.float32, None, name="x")
         y = tf.add(var_a * x, var_b, name="y")
         serialized = v1.placeholder(tf.string, [None], name="tf_example")
         parsed = tf.io.parse_example(
@@ -63,20 +64,25 @@ for path, b in zip(sys.argv[3::2], map(float, sys.argv[4::2])):
 '''
 
 
-def write_tf1_models(models):
-    """Write the TF1-style model (see the module docstring) to each new folder of
-    ``models`` (``{path: b}``), in one subprocess (graph mode never touches the test
-    process)."""
+def start_tf1_models(models):
+    """Start writing the TF1-style model (see the module docstring) to each new folder of
+    ``models`` (``{path: b}``) in a subprocess (graph mode never touches the test process);
+    returns a function that waits for it and raises ``AssertionError`` if it failed."""
     args = [str(v) for path, b in models.items() for v in (path, float(b))]
-    proc = subprocess.run([sys.executable, "-c", _TF1_SCRIPT, str(A), str(C), *args],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    if proc.returncode:
-        raise AssertionError(f"building the TF1 models failed:\n{proc.stderr[-3000:]}")
+    proc = subprocess.Popen([sys.executable, "-c", _TF1_SCRIPT, str(A), str(C), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+    def wait():
+        _, err = proc.communicate(timeout=300)
+        if proc.returncode:
+            raise AssertionError(f"building the TF1 models failed:\n{err[-3000:]}")
+
+    return wait
 
 
 def write_tf2_model(path, b=2.0):
-    """Write the same signatures as :func:`write_tf1_models` with ``tf.saved_model.save``
+    """Write the same signatures as :func:`start_tf1_models` with ``tf.saved_model.save``
     (resource variables, ``tf.function`` signatures)."""
     import tensorflow as tf
 
@@ -86,7 +92,7 @@ def write_tf2_model(path, b=2.0):
     def parse(serialized):
         return tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)])
     def predict(x):
         return {"y": module.a * x + module.b}
 
