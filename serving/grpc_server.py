@@ -32,6 +32,7 @@ import time
 import grpc
 import numpy as np
 from google.protobuf import json_format
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -48,7 +49,7 @@ from serving.inference import check_multi_inference
 from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES,
                             HeavyGate, check_tensor_bytes, check_tokens, proto_cost,
                             tensor_bytes)
-from serving.servable import check_rows
+from serving.servable import DEFAULT_SIGNATURE, check_rows
 
 _MAX_MESSAGE = 1024
 
@@ -60,9 +61,10 @@ async def _abort(context, err):
     await context.abort(getattr(grpc.StatusCode, err.code), message)
 
 
-# DataType enum values (tensorflow/core/framework/types.proto) with a fast path below.
-_DT_STRING = 7
-_NUMERIC = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64}
+# DataTypes (tensorflow/core/framework/types.proto) with a fast path below.
+_DT_STRING = types_pb2.DT_STRING
+_NUMERIC = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64,
+            types_pb2.DT_INT32: np.int32, types_pb2.DT_INT64: np.int64}
 _DT_OF = {np.dtype(t): dt for dt, t in _NUMERIC.items()}
 
 
@@ -114,12 +116,17 @@ def _to_arrays(protos):
 
 # TensorProto's typed field for each dtype, as TensorFlow's ``Tensor::AsProtoField`` fills it
 # (tensorflow/core/framework/tensor.cc): what tensorflow_model_server answers by default.
-_TYPED_FIELD = {np.dtype(np.float32): (1, "float_val"), np.dtype(np.float64): (2, "double_val"),
-                np.dtype(np.int32): (3, "int_val"), np.dtype(np.uint8): (4, "int_val"),
-                np.dtype(np.int16): (5, "int_val"), np.dtype(np.int8): (6, "int_val"),
-                np.dtype(np.int64): (9, "int64_val"), np.dtype(np.bool_): (10, "bool_val"),
-                np.dtype(np.uint16): (17, "int_val"), np.dtype(np.uint32): (22, "uint32_val"),
-                np.dtype(np.uint64): (23, "uint64_val")}
+_TYPED_FIELD = {np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
+                np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
+                np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
+                np.dtype(np.uint8): (types_pb2.DT_UINT8, "int_val"),
+                np.dtype(np.int16): (types_pb2.DT_INT16, "int_val"),
+                np.dtype(np.int8): (types_pb2.DT_INT8, "int_val"),
+                np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
+                np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
+                np.dtype(np.uint16): (types_pb2.DT_UINT16, "int_val"),
+                np.dtype(np.uint32): (types_pb2.DT_UINT32, "uint32_val"),
+                np.dtype(np.uint64): (types_pb2.DT_UINT64, "uint64_val")}
 
 
 def to_tensor_proto(array, out, tensor_content=False):
@@ -248,7 +255,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             _check_spec(request)
             servable = self.manager.get(*_spec(request.model_spec))
             signature_name = request.model_spec.signature_name
-            key = signature_name or "serving_default"
+            key = signature_name or DEFAULT_SIGNATURE
             if key not in servable.signature_defs:  # gRPC's code and text (predict_util.cc)
                 raise ServingError("FAILED_PRECONDITION",
                                    f'Serving signature key "{key}" not found.')
@@ -324,10 +331,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
-        sig_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, sig in servable.signature_defs.items():
-            sig_map.signature_def[key].CopyFrom(sig)
-        response.metadata["signature_def"].Pack(sig_map)
+        response.metadata["signature_def"].Pack(servable.signature_def_map())
         return response
 
     def _examples(self, request):
@@ -390,7 +394,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def MultiInference(self, request, context):  # noqa: N802
         """Every task (a classification or regression signature of one model) on the same
         examples; the answer has one result per task, in order (TF Serving's
-        ``multi_inference.cc``; here each signature runs on its own)."""
+        ``multi_inference.cc``: the tasks' signatures must share one input tensor, so a TF2
+        SavedModel, whose ``tf.function`` signatures each have their own, is refused; here
+        each signature runs on its own, with the same answers)."""
         from serving import inference
 
         try:

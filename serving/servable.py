@@ -27,6 +27,9 @@ from serving.limits import parse_version
 
 log = logging.getLogger(__name__)
 
+# The signature a request without signature_name gets, and the one nwp-export writes:
+# TensorFlow's tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY, spelled out so that this
+# module imports without TensorFlow (a test checks they are equal).
 DEFAULT_SIGNATURE = "serving_default"
 
 
@@ -195,18 +198,23 @@ class Servable:
             raise invalid(_graph_error_message(err)) from None
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}
 
-    def metadata(self):
-        """The ``GET .../metadata`` body: model_spec plus every SignatureDef, as TF Serving."""
+    def signature_def_map(self):
+        """Every SignatureDef as a ``tensorflow.serving.SignatureDefMap`` proto: the
+        ``signature_def`` metadata of ``GetModelMetadata`` (gRPC) and ``GET .../metadata``."""
         from tensorflow_serving.apis import get_model_metadata_pb2
 
         sig_map = get_model_metadata_pb2.SignatureDefMap()
         for key, sig in self.signature_defs.items():
             sig_map.signature_def[key].CopyFrom(sig)
+        return sig_map
+
+    def metadata(self):
+        """The ``GET .../metadata`` body: model_spec plus every SignatureDef, as TF Serving."""
         return {
             "model_spec": {"name": self.name, "signature_name": "",
                            "version": str(self.version)},
             "metadata": {"signature_def": json_format.MessageToDict(
-                sig_map, preserving_proto_field_name=True,
+                self.signature_def_map(), preserving_proto_field_name=True,
                 always_print_fields_with_no_presence=True)},
         }
 

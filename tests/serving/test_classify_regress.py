@@ -229,3 +229,10 @@ def test_a_tf1_version_that_fails_to_load_is_reported_and_the_good_one_serves(
     assert states["1"]["state"] == "AVAILABLE"
     assert states["2"]["state"] == "END" and states["2"]["status"]["error_message"]
     np.testing.assert_allclose(manager.get("m").predict("", {"x": np.array([6.0])})["y"], [5.0])
+
+
+def test_the_default_signature_is_tensorflows_constant():
+    from serving.export import SIGNATURE_KEY
+    from serving.servable import DEFAULT_SIGNATURE
+
+    assert DEFAULT_SIGNATURE == SIGNATURE_KEY == tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY

@@ -172,7 +172,7 @@ def test_server_good_model_config(stub):  # [server] testGoodModelConfig
 
 
 def test_server_bad_model_config(tmp_path, capsys):  # [server] testBadModelConfig
-    from serving.rest import main
+    from serving.server import main
 
     bad = tmp_path / "bad_model_config.txt"
     bad.write_text("improperly formatted file")
