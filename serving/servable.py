@@ -306,7 +306,15 @@ def _session_runner(path, meta_graph):
         inter_op_parallelism_threads=tf.config.threading.get_inter_op_parallelism_threads())
     graph = tf.Graph()
     session = v1.Session(graph=graph, config=config)
-    v1.saved_model.loader.load(session, list(meta_graph.meta_info_def.tags), path)
+    # The loader logs that it is deprecated in favour of tf.saved_model.load, which is the
+    # wrong advice for a server loading a TF1 export; the notice is kept out of the log.
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        v1.saved_model.loader.load(session, list(meta_graph.meta_info_def.tags), path)
+    finally:
+        tf_log.setLevel(level)
     fetches = {key: {alias: graph.get_tensor_by_name(info.name)
                      for alias, info in sig.outputs.items()}
                for key, sig in meta_graph.signature_def.items()}
