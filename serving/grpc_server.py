@@ -239,8 +239,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def __init__(self, manager, metrics=None, batcher=None, max_rows=1024, calls=None,
                  max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
-                 max_tokens=DEFAULT_MAX_REQUEST_TOKENS, tensor_content=False, gate=None):
+                 max_tokens=DEFAULT_MAX_REQUEST_TOKENS, tensor_content=False, gate=None,
+                 method_name_check=False):
         self.manager, self.metrics, self.batcher = manager, metrics, batcher
+        self.method_name_check = method_name_check  # --enable_signature_method_name_check
         self.gate = gate or HeavyGate(0)  # --max_concurrent_heavy_requests, shared with REST
         self.tensor_content = tensor_content  # --enable_serialization_as_tensor_content
         self.max_rows = max_rows
@@ -360,7 +362,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             _check_spec(request)
             servable = self.manager.get(*_spec(request.model_spec))
             signature = inference.classification_signature(
-                servable, request.model_spec.signature_name)
+                servable, request.model_spec.signature_name, self.method_name_check)
             serialized = self._examples(request)
             classes, scores = await asyncio.get_running_loop().run_in_executor(
                 None, inference.classify, servable, signature, serialized)
@@ -378,8 +380,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             _check_spec(request)
             servable = self.manager.get(*_spec(request.model_spec))
-            signature = inference.regression_signature(servable,
-                                                       request.model_spec.signature_name)
+            signature = inference.regression_signature(
+                servable, request.model_spec.signature_name, self.method_name_check)
             serialized = self._examples(request)
             values = await asyncio.get_running_loop().run_in_executor(
                 None, inference.regress, servable, signature, serialized)
@@ -405,9 +407,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             for task in request.tasks:
                 name = task.model_spec.signature_name
                 if task.method_name == inference.CLASSIFY_METHOD:
-                    tasks.append((inference.classification_signature(servable, name), True))
+                    tasks.append((inference.classification_signature(
+                        servable, name, self.method_name_check), True))
                 else:
-                    tasks.append((inference.regression_signature(servable, name), False))
+                    tasks.append((inference.regression_signature(
+                        servable, name, self.method_name_check), False))
             inputs = {servable.signature_defs[s.key].inputs[s.input_alias].name
                       for s, _ in tasks}
             if len(inputs) != 1:
@@ -511,7 +515,8 @@ def parse_channel_arguments(text):
 def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1024,
                      max_request_bytes=8 << 20, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
                      max_tokens=DEFAULT_MAX_REQUEST_TOKENS, tensor_content=False,
-                     socket_path=None, channel_arguments=(), gate=None):
+                     socket_path=None, channel_arguments=(), gate=None,
+                     method_name_check=False):
     """A :class:`GrpcServer` bound to ``host:port`` (none if ``port`` is 0) and to the Unix
     socket ``socket_path`` (if given), not yet started; call it from the event loop that
     will run it, then ``await server.start()``.
@@ -523,7 +528,9 @@ def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1
     (``--enable_serialization_as_tensor_content``). ``channel_arguments``: extra grpcio
     server options (``--grpc_channel_arguments``, see :func:`parse_channel_arguments`).
     ``gate``: the :class:`serving.limits.HeavyGate` shared with REST
-    (``--max_concurrent_heavy_requests``; default: no limit).
+    (``--max_concurrent_heavy_requests``; default: no limit). ``method_name_check``:
+    Classify/Regress/MultiInference also require the signature's ``method_name``
+    (``--enable_signature_method_name_check``).
 
     Raises:
         OSError: an address cannot be bound (in use, also by another gRPC server: port
@@ -534,7 +541,7 @@ def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1
     calls = _Calls()
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(manager, metrics, batcher, max_rows, calls, max_tensor_bytes,
-                          max_tokens, tensor_content, gate), server)
+                          max_tokens, tensor_content, gate, method_name_check), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(manager, metrics, calls), server)
     addresses = ([f"{host}:{port}"] if port else []) + (

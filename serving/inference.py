@@ -21,8 +21,9 @@ context and example). An example that does not parse, or a feature of the wrong 
 model, is INVALID_ARGUMENT (HTTP 400), never a server error.
 
 Signatures are recognised by their inputs and outputs, not their ``method_name`` (TF Serving's
-default, ``--enable_signature_method_name_check=false``), so TF2 SavedModels, whose signatures
-all say ``tensorflow/serving/predict``, classify and regress too.
+default), so TF2 SavedModels, whose signatures all say ``tensorflow/serving/predict``,
+classify and regress too; with ``--enable_signature_method_name_check`` the ``method_name``
+must be ``tensorflow/serving/classify`` / ``regress`` as well, as in TF Serving.
 """
 
 from __future__ import annotations
@@ -178,9 +179,17 @@ def _lookup(servable, signature_name):
     return key, servable.signature_defs[key]
 
 
-def classification_signature(servable, signature_name):
+def _check_method(sig, kind, method, check):
+    if check and sig.method_name != method:  # --enable_signature_method_name_check
+        raise invalid(f"Expected {kind} signature method_name to be {method}. Was: "
+                      f"{sig.method_name}")
+
+
+def classification_signature(servable, signature_name, check_method=False):
     """The :class:`Signature` ``signature_name`` (``""``: ``serving_default``) of
-    ``servable`` as a classification signature.
+    ``servable`` as a classification signature. ``check_method``: also require its
+    ``method_name`` to be ``tensorflow/serving/classify``
+    (``--enable_signature_method_name_check``).
 
     Raises:
         ServingError: INVALID_ARGUMENT for an unknown signature or one that is not a
@@ -188,6 +197,7 @@ def classification_signature(servable, signature_name):
             signature gets "No classification inputs found in SignatureDef").
     """
     key, sig = _lookup(servable, signature_name)
+    _check_method(sig, "classification", CLASSIFY_METHOD, check_method)
     if INPUTS not in sig.inputs:
         raise invalid(f"No classification inputs found in SignatureDef: {sig}".strip())
     if len(sig.inputs) != 1:
@@ -201,14 +211,16 @@ def classification_signature(servable, signature_name):
                      SCORES if SCORES in sig.outputs else None)
 
 
-def regression_signature(servable, signature_name):
+def regression_signature(servable, signature_name, check_method=False):
     """The :class:`Signature` ``signature_name`` of ``servable`` as a regression signature
-    (``scores`` holds the alias ``outputs``).
+    (``scores`` holds the alias ``outputs``); ``check_method``: its ``method_name`` must be
+    ``tensorflow/serving/regress``.
 
     Raises:
         ServingError: INVALID_ARGUMENT as :func:`classification_signature`.
     """
     key, sig = _lookup(servable, signature_name)
+    _check_method(sig, "regression", REGRESS_METHOD, check_method)
     if len(sig.outputs) != 1:
         raise invalid("Expected one output Tensor.")
     if INPUTS not in sig.inputs:

@@ -61,6 +61,7 @@ LIMITS_KEY = web.AppKey("limits", dict)
 BODY_LIMIT_KEY = web.AppKey("max_request_bytes", int)
 TIMEOUT_KEY = web.AppKey("rest_api_timeout_in_ms", int)
 GATE_KEY = web.AppKey("heavy_gate", HeavyGate)
+METHOD_CHECK_KEY = web.AppKey("enable_signature_method_name_check", bool)
 PHASE_KEY = web.RequestKey("phase", str)
 _INT64_MAX = 2 ** 63 - 1
 
@@ -293,7 +294,7 @@ async def _classify_or_regress(request, servable, verb, signature_name, body, si
 
     pick = (inference.classification_signature if verb == "classify"
             else inference.regression_signature)
-    signature = pick(servable, signature_name)
+    signature = pick(servable, signature_name, request.app[METHOD_CHECK_KEY])
     serialized = await _off_loop(inference.examples_from_json, body, heavy=size)
     check_rows({"examples": (len(serialized),)}, request.app[LIMIT_KEY])
     check_tensor_bytes({"examples": tensor_bytes(len(serialized), None,
@@ -380,7 +381,7 @@ async def errors_as_json(request, handler):
 def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024,
              metrics=None, batcher=None, cors=False, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
              max_tokens=DEFAULT_MAX_REQUEST_TOKENS, timeout_ms=30000, web_page=False,
-             gate=None):
+             gate=None, method_name_check=False):
     """The aiohttp application serving ``manager``'s models (with ``metrics`` and an
     optional :class:`serving.batching.Batcher`; ``web_page``: the page at ``/``).
 
@@ -388,7 +389,9 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     once converted or over ``max_tokens`` tokens of work get 400 (:mod:`serving.limits`);
     a ``:predict`` not answered within ``timeout_ms`` milliseconds gets 504 (0: no limit),
     one whose body has not arrived by then 408. ``gate``: a :class:`serving.limits.HeavyGate`
-    shared with gRPC (default: none, no limit on heavy requests).
+    shared with gRPC (default: none, no limit on heavy requests). ``method_name_check``:
+    ``:classify``/``:regress`` also require the signature's ``method_name``
+    (``--enable_signature_method_name_check``).
     """
     app = web.Application(client_max_size=max_request_bytes, middlewares=[errors_as_json])
     server_log = logging.getLogger("aiohttp.server")
@@ -417,6 +420,7 @@ def make_app(manager, max_request_bytes=8 << 20, max_batch_size_per_request=1024
     app[BODY_LIMIT_KEY] = max_request_bytes
     app[TIMEOUT_KEY] = timeout_ms
     app[GATE_KEY] = gate or HeavyGate(0)
+    app[METHOD_CHECK_KEY] = method_name_check
     app[LIMITS_KEY] = {"max_tensor_bytes": max_tensor_bytes, "max_tokens": max_tokens}
     if web_page:  # GET / and /web/<file>, before the API's catch-all route
         from serving import web_page as web_page_module

@@ -6,9 +6,10 @@ written by TensorFlow 2 (``tf.saved_model.save``: it has an object graph) is loa
 graph; reference variables such as ``float_ref``, ``ParseExample``-based signatures) is loaded
 the way TF Serving's ``SavedModelBundle`` loads every model: its MetaGraph imported into a graph
 of its own and restored in a ``tf.compat.v1.Session`` (``tf.compat.v1.saved_model.loader.load``),
-signatures run by feeding and fetching their tensor names. Versions are discovered the way TF Serving discovers them: a
-child of the base path is a version iff its name is a non-negative integer, so hidden or
-temporary export folders (``.tmp-7-123``) are never picked up.
+signatures run by feeding and fetching their tensor names. Versions are discovered the way
+TF Serving discovers them: a child of the base path is a version iff its name is a non-
+negative integer, so hidden or temporary export folders (``.tmp-7-123``) are never picked
+up.
 """
 
 from __future__ import annotations

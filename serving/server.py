@@ -84,9 +84,6 @@ NO_EFFECT = {
                               "(--prefer_tflite_model), one prompt at a time"),
     "num_tflite_interpreters_per_pool": (int, "one LiteRT interpreter per version answers "
                                               "serving_default (--prefer_tflite_model)"),
-    "enable_signature_method_name_check": (
-        tf_bool, "classify/regress signatures are recognised by their inputs and outputs, "
-                 "as TF Serving does by default"),
     "xla_cpu_compilation_enabled": (tf_bool, "XLA JIT is left at TensorFlow's default"),
     "xla_gpu_compilation_enabled": (tf_bool, "XLA JIT is left at TensorFlow's default"),
     "enable_profiler": (tf_bool, "there is no profiler service"),
@@ -139,6 +136,10 @@ def build_parser():
     p.add_argument("--version", action="store_true",
                    help="print nwp-serve's and TensorFlow's versions and exit")
     _bool_flag(p, "enable_batching", "batch concurrent predict requests (TF Serving's flag)")
+    _bool_flag(p, "enable_signature_method_name_check",
+               "Classify/Regress/MultiInference also require the signature's method_name "
+               "(tensorflow/serving/classify, .../regress); by default, as in TF Serving, "
+               "signatures are recognised by their inputs and outputs")
     _bool_flag(p, "prefer_tflite_model",
                "answer serving_default with the version's LiteRT bundle (model.tflite, "
                "nwp-export --litert) when it has one; other signatures run in the SavedModel")
@@ -307,7 +308,8 @@ def main(argv=None):
     app = make_app(manager, args.max_request_bytes, args.max_batch_size_per_request, metrics,
                    batcher, args.rest_api_enable_cors_support, args.max_request_tensor_bytes,
                    args.max_request_tokens, args.rest_api_timeout_in_ms,
-                   web_page=not args.no_web_page, gate=gate)
+                   web_page=not args.no_web_page, gate=gate,
+                   method_name_check=args.enable_signature_method_name_check)
     if args.port or args.grpc_socket_path:
         servers = []
 
@@ -321,7 +323,8 @@ def main(argv=None):
                                       max_tokens=args.max_request_tokens,
                                       tensor_content=args.enable_serialization_as_tensor_content,
                                       socket_path=args.grpc_socket_path or None,
-                                      channel_arguments=channel_arguments, gate=gate)
+                                      channel_arguments=channel_arguments, gate=gate,
+                                      method_name_check=args.enable_signature_method_name_check)
             await server.start()
             servers.append(server)
             if args.port:

@@ -236,3 +236,21 @@ def test_the_default_signature_is_tensorflows_constant():
     from serving.servable import DEFAULT_SIGNATURE
 
     assert DEFAULT_SIGNATURE == SIGNATURE_KEY == tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+
+
+def test_method_name_check_refuses_signatures_whose_method_is_not_classify(half_plus_models):
+    # --enable_signature_method_name_check: TF1 exports carry tensorflow/serving/classify;
+    # tf.function signatures all say tensorflow/serving/predict and are refused.
+    from serving.errors import ServingError
+    from serving.inference import classification_signature, regression_signature
+
+    tf1 = Servable("a", 123, str(half_plus_models["tf1_half_plus_two"] / "123"))
+    tf2 = Servable("b", 123, str(half_plus_models["tf2_half_plus_two"] / "123"))
+    assert classification_signature(tf1, "classify_x_to_y", check_method=True).scores
+    assert regression_signature(tf1, "regress_x_to_y", check_method=True).scores
+    assert classification_signature(tf2, "classify_x_to_y").scores  # the default: no check
+    for pick, name in ((classification_signature, "classify_x_to_y"),
+                       (regression_signature, "regress_x_to_y")):
+        with pytest.raises(ServingError, match="method_name to be tensorflow/serving/") as err:
+            pick(tf2, name, check_method=True)
+        assert err.value.code == "INVALID_ARGUMENT"
