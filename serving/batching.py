@@ -87,6 +87,18 @@ class _Task:
         self.result = self.error = None
 
 
+class _Queue:
+    """The waiting requests of one (servable, signature): its tasks, oldest first, and the
+    rows they hold."""
+
+    __slots__ = ("servable", "signature", "tasks", "rows")
+
+    def __init__(self, servable, signature):
+        self.servable, self.signature = servable, signature
+        self.tasks = collections.deque()
+        self.rows = 0
+
+
 def _settle(tasks):
     """On the tasks' event loop: hand each asyncio future its result or error."""
     for task in tasks:
@@ -116,7 +128,7 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.timeout = batch_timeout_micros / 1e6
         self.max_rows_queued = max_enqueued_batches * max_batch_size
-        # (servable id, signature) -> [servable, signature, deque of tasks, rows queued]
+        # (servable id, signature) -> _Queue
         self._queues = {}
         self._rows_queued = 0
         self._cond = threading.Condition()
@@ -147,16 +159,16 @@ class Batcher:
             if self._rows_queued + task.rows > self.max_rows_queued:
                 raise ServingError("UNAVAILABLE", "The batch scheduling queue is full; retry "
                                                   "later.")
-            entry = self._queues.get(key)
-            if entry is None:
-                entry = self._queues[key] = [servable, signature_name, collections.deque(), 0]
-            entry[2].append(task)
-            entry[3] += task.rows
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = _Queue(servable, signature_name)
+            queue.tasks.append(task)
+            queue.rows += task.rows
             self._rows_queued += task.rows
             # A waiting thread must learn of a new deadline (first task of a queue), of a
             # full batch, or that there is no deadline at all; otherwise its timed wait or
             # the end of its current batch brings it back.
-            if len(entry[2]) == 1 or entry[3] >= self.max_batch_size or not self.timeout:
+            if len(queue.tasks) == 1 or queue.rows >= self.max_batch_size or not self.timeout:
                 self._cond.notify()
 
     def submit(self, servable, signature_name, inputs):
@@ -194,19 +206,19 @@ class Batcher:
     def _take(self):
         """Under the lock: the next batch ``(servable, signature, tasks)`` or None."""
         now = time.monotonic()
-        for key, entry in self._queues.items():
-            servable, signature, tasks, rows = entry
-            if (rows >= self.max_batch_size or self._hurry
+        for key, queue in self._queues.items():
+            tasks = queue.tasks
+            if (queue.rows >= self.max_batch_size or self._hurry
                     or now - tasks[0].arrived >= self.timeout):
                 batch, total = [], 0
                 while tasks and (not batch or total + tasks[0].rows <= self.max_batch_size):
                     total += tasks[0].rows
                     batch.append(tasks.popleft())
-                entry[3] -= total
+                queue.rows -= total
                 self._rows_queued -= total
                 if not tasks:
                     del self._queues[key]
-                return servable, signature, batch
+                return queue.servable, queue.signature, batch
         return None
 
     def _work(self):
@@ -218,8 +230,8 @@ class Batcher:
                     job = self._take()
                     if job is not None:
                         break
-                    waits = [self.timeout - (time.monotonic() - entry[2][0].arrived)
-                             for entry in self._queues.values()]
+                    waits = [self.timeout - (time.monotonic() - queue.tasks[0].arrived)
+                             for queue in self._queues.values()]
                     self._cond.wait(timeout=max(min(waits), 1e-4) if waits else None)
                 if self._queues:  # more work: let another thread look at it
                     self._cond.notify()

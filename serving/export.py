@@ -67,7 +67,7 @@ import time
 
 from serving.limits import INT64_MAX, MAX_PROMPT_TOKENS
 
-SIGNATURE_KEY = "serving_default"
+from serving.servable import DEFAULT_SIGNATURE as SIGNATURE_KEY  # noqa: E402  defined once
 INPUT_KEY = "text"
 OUTPUT_KEYS = ("words", "probabilities")
 COMPLETE_KEY = "complete"

@@ -4,8 +4,9 @@ Services (``tensorflow_serving/apis/prediction_service.proto`` and ``model_servi
 in github.com/tensorflow/serving):
 
 * ``tensorflow.serving.PredictionService``: ``Predict``, ``GetModelMetadata`` (the
-  ``signature_def`` field), and ``Classify`` / ``Regress`` answering as TF Serving does for a
-  predict-only signature (INVALID_ARGUMENT);
+  ``signature_def`` field), and ``Classify`` / ``Regress`` / ``MultiInference`` on
+  classification and regression signatures (:mod:`serving.inference`; a predict-only
+  signature gets TF Serving's INVALID_ARGUMENT);
 * ``tensorflow.serving.ModelService``: ``GetModelStatus``.
 
 The server is ``grpc.aio``: calls are coroutines on one asyncio loop (``nwp-serve`` runs it on
@@ -31,18 +32,24 @@ import time
 import grpc
 import numpy as np
 from google.protobuf import json_format
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from serving.errors import ServingError, invalid
+from serving.inference import check_multi_inference
 from serving.limits import (DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TENSOR_BYTES,
-                            HeavyGate, check_tensor_bytes, check_tokens, proto_cost)
-from serving.servable import check_rows
+                            HeavyGate, check_tensor_bytes, check_tokens, proto_cost,
+                            tensor_bytes)
+from serving.servable import DEFAULT_SIGNATURE, check_rows
 
 _MAX_MESSAGE = 1024
 
@@ -54,9 +61,10 @@ async def _abort(context, err):
     await context.abort(getattr(grpc.StatusCode, err.code), message)
 
 
-# DataType enum values (tensorflow/core/framework/types.proto) with a fast path below.
-_DT_STRING = 7
-_NUMERIC = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64}
+# DataTypes (tensorflow/core/framework/types.proto) with a fast path below.
+_DT_STRING = types_pb2.DT_STRING
+_NUMERIC = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64,
+            types_pb2.DT_INT32: np.int32, types_pb2.DT_INT64: np.int64}
 _DT_OF = {np.dtype(t): dt for dt, t in _NUMERIC.items()}
 
 
@@ -108,12 +116,17 @@ def _to_arrays(protos):
 
 # TensorProto's typed field for each dtype, as TensorFlow's ``Tensor::AsProtoField`` fills it
 # (tensorflow/core/framework/tensor.cc): what tensorflow_model_server answers by default.
-_TYPED_FIELD = {np.dtype(np.float32): (1, "float_val"), np.dtype(np.float64): (2, "double_val"),
-                np.dtype(np.int32): (3, "int_val"), np.dtype(np.uint8): (4, "int_val"),
-                np.dtype(np.int16): (5, "int_val"), np.dtype(np.int8): (6, "int_val"),
-                np.dtype(np.int64): (9, "int64_val"), np.dtype(np.bool_): (10, "bool_val"),
-                np.dtype(np.uint16): (17, "int_val"), np.dtype(np.uint32): (22, "uint32_val"),
-                np.dtype(np.uint64): (23, "uint64_val")}
+_TYPED_FIELD = {np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
+                np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
+                np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
+                np.dtype(np.uint8): (types_pb2.DT_UINT8, "int_val"),
+                np.dtype(np.int16): (types_pb2.DT_INT16, "int_val"),
+                np.dtype(np.int8): (types_pb2.DT_INT8, "int_val"),
+                np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
+                np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
+                np.dtype(np.uint16): (types_pb2.DT_UINT16, "int_val"),
+                np.dtype(np.uint32): (types_pb2.DT_UINT32, "uint32_val"),
+                np.dtype(np.uint64): (types_pb2.DT_UINT64, "uint64_val")}
 
 
 def to_tensor_proto(array, out, tensor_content=False):
@@ -182,6 +195,13 @@ class _Calls:
         self.last_start = 0.0  # time.monotonic() of the newest call
 
 
+def _model_name(request):
+    """The model a request names (a MultiInferenceRequest: its first task's), or ``""``."""
+    if hasattr(request, "model_spec"):
+        return request.model_spec.name
+    return request.tasks[0].model_spec.name if request.tasks else ""
+
+
 def _measured(api):
     """Decorator: count and time a servicer coroutine in ``self.metrics`` (entrypoint GRPC);
     refuse it with UNAVAILABLE while the server drains."""
@@ -207,7 +227,7 @@ def _measured(api):
             finally:
                 self.calls.active -= 1
                 if self.metrics is not None:
-                    name = request.model_spec.name
+                    name = _model_name(request)
                     self.metrics.observe(name if self.manager.known(name) else "", api, "GRPC",
                                          status, time.perf_counter() - started)
         return run
@@ -219,8 +239,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def __init__(self, manager, metrics=None, batcher=None, max_rows=1024, calls=None,
                  max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
-                 max_tokens=DEFAULT_MAX_REQUEST_TOKENS, tensor_content=False, gate=None):
+                 max_tokens=DEFAULT_MAX_REQUEST_TOKENS, tensor_content=False, gate=None,
+                 method_name_check=False):
         self.manager, self.metrics, self.batcher = manager, metrics, batcher
+        self.method_name_check = method_name_check  # --enable_signature_method_name_check
         self.gate = gate or HeavyGate(0)  # --max_concurrent_heavy_requests, shared with REST
         self.tensor_content = tensor_content  # --enable_serialization_as_tensor_content
         self.max_rows = max_rows
@@ -235,7 +257,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             _check_spec(request)
             servable = self.manager.get(*_spec(request.model_spec))
             signature_name = request.model_spec.signature_name
-            key = signature_name or "serving_default"
+            key = signature_name or DEFAULT_SIGNATURE
             if key not in servable.signature_defs:  # gRPC's code and text (predict_util.cc)
                 raise ServingError("FAILED_PRECONDITION",
                                    f'Serving signature key "{key}" not found.')
@@ -311,32 +333,108 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
-        sig_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, sig in servable.signature_defs.items():
-            sig_map.signature_def[key].CopyFrom(sig)
-        response.metadata["signature_def"].Pack(sig_map)
+        response.metadata["signature_def"].Pack(servable.signature_def_map())
         return response
 
-    async def _not_classifiable(self, request, context, verb):
-        try:
-            _check_spec(request)
-            servable = self.manager.get(*_spec(request.model_spec))
-            servable.refuse_classify_regress(verb, request.model_spec.signature_name)
-        except ServingError as err:
-            await _abort(context, err)
+    def _examples(self, request):
+        """The serialized examples of a Classify/Regress/MultiInference request, within
+        ``max_rows`` and ``max_tensor_bytes`` (INVALID_ARGUMENT otherwise)."""
+        from serving.inference import examples_from_input
 
-    async def MultiInference(self, request, context):  # noqa: N802
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "MultiInference is not supported: every signature here is a "
-                            "predict signature; use Predict.")
+        serialized = examples_from_input(request.input)
+        check_rows({"examples": (len(serialized),)}, self.max_rows)
+        check_tensor_bytes({"examples": tensor_bytes(len(serialized), None,
+                                                     sum(map(len, serialized)))},
+                           self.max_tensor_bytes)
+        return serialized
+
+    @staticmethod
+    def _spec_of(servable, signature_key, out):
+        out.name = servable.name
+        out.version.value = servable.version
+        out.signature_name = signature_key
 
     @_measured("classify")
     async def Classify(self, request, context):  # noqa: N802
-        await self._not_classifiable(request, context, "classify")
+        from serving import inference
+
+        try:
+            _check_spec(request)
+            servable = self.manager.get(*_spec(request.model_spec))
+            signature = inference.classification_signature(
+                servable, request.model_spec.signature_name, self.method_name_check)
+            serialized = self._examples(request)
+            classes, scores = await asyncio.get_running_loop().run_in_executor(
+                None, inference.classify, servable, signature, serialized)
+        except ServingError as err:
+            await _abort(context, err)
+        response = classification_pb2.ClassificationResponse()
+        self._spec_of(servable, signature.key, response.model_spec)
+        inference.fill_classification(response.result, classes, scores)
+        return response
 
     @_measured("regress")
     async def Regress(self, request, context):  # noqa: N802
-        await self._not_classifiable(request, context, "regress")
+        from serving import inference
+
+        try:
+            _check_spec(request)
+            servable = self.manager.get(*_spec(request.model_spec))
+            signature = inference.regression_signature(
+                servable, request.model_spec.signature_name, self.method_name_check)
+            serialized = self._examples(request)
+            values = await asyncio.get_running_loop().run_in_executor(
+                None, inference.regress, servable, signature, serialized)
+        except ServingError as err:
+            await _abort(context, err)
+        response = regression_pb2.RegressionResponse()
+        self._spec_of(servable, signature.key, response.model_spec)
+        inference.fill_regression(response.result, values)
+        return response
+
+    @_measured("multi_inference")
+    async def MultiInference(self, request, context):  # noqa: N802
+        """Every task (a classification or regression signature of one model) on the same
+        examples; the answer has one result per task, in order (TF Serving's
+        ``multi_inference.cc``: the tasks' signatures must share one input tensor, so a TF2
+        SavedModel, whose ``tf.function`` signatures each have their own, is refused; here
+        each signature runs on its own, with the same answers)."""
+        from serving import inference
+
+        try:
+            servable = self.manager.get(*_spec(check_multi_inference(request)))
+            tasks = []
+            for task in request.tasks:
+                name = task.model_spec.signature_name
+                if task.method_name == inference.CLASSIFY_METHOD:
+                    tasks.append((inference.classification_signature(
+                        servable, name, self.method_name_check), True))
+                else:
+                    tasks.append((inference.regression_signature(
+                        servable, name, self.method_name_check), False))
+            inputs = {servable.signature_defs[s.key].inputs[s.input_alias].name
+                      for s, _ in tasks}
+            if len(inputs) != 1:
+                raise invalid("Input tensor must be the same for all Signatures.")
+            serialized = self._examples(request)
+
+            def run_all():
+                return [inference.classify(servable, s, serialized) if is_classify
+                        else inference.regress(servable, s, serialized)
+                        for s, is_classify in tasks]
+
+            answers = await asyncio.get_running_loop().run_in_executor(None, run_all)
+        except ServingError as err:
+            await _abort(context, err)
+        response = inference_pb2.MultiInferenceResponse()
+        for (signature, is_classify), answer in zip(tasks, answers):
+            result = response.results.add()
+            self._spec_of(servable, signature.key, result.model_spec)
+            if is_classify:
+                inference.fill_classification(result.classification_result, *answer)
+            else:
+                inference.fill_regression(result.regression_result, answer)
+        return response
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -417,7 +515,8 @@ def parse_channel_arguments(text):
 def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1024,
                      max_request_bytes=8 << 20, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
                      max_tokens=DEFAULT_MAX_REQUEST_TOKENS, tensor_content=False,
-                     socket_path=None, channel_arguments=(), gate=None):
+                     socket_path=None, channel_arguments=(), gate=None,
+                     method_name_check=False):
     """A :class:`GrpcServer` bound to ``host:port`` (none if ``port`` is 0) and to the Unix
     socket ``socket_path`` (if given), not yet started; call it from the event loop that
     will run it, then ``await server.start()``.
@@ -429,7 +528,9 @@ def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1
     (``--enable_serialization_as_tensor_content``). ``channel_arguments``: extra grpcio
     server options (``--grpc_channel_arguments``, see :func:`parse_channel_arguments`).
     ``gate``: the :class:`serving.limits.HeavyGate` shared with REST
-    (``--max_concurrent_heavy_requests``; default: no limit).
+    (``--max_concurrent_heavy_requests``; default: no limit). ``method_name_check``:
+    Classify/Regress/MultiInference also require the signature's ``method_name``
+    (``--enable_signature_method_name_check``).
 
     Raises:
         OSError: an address cannot be bound (in use, also by another gRPC server: port
@@ -440,7 +541,7 @@ def make_grpc_server(manager, host, port, metrics=None, batcher=None, max_rows=1
     calls = _Calls()
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(manager, metrics, batcher, max_rows, calls, max_tensor_bytes,
-                          max_tokens, tensor_content, gate), server)
+                          max_tokens, tensor_content, gate, method_name_check), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(manager, metrics, calls), server)
     addresses = ([f"{host}:{port}"] if port else []) + (

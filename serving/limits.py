@@ -18,6 +18,7 @@ version folder names shared by ``nwp-export`` and the server.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -29,10 +30,21 @@ MAX_PROMPT_TOKENS = 256  # nwp-export's default --max_prompt_tokens; generate's 
 DEFAULT_MAX_TENSOR_BYTES = 256 << 20
 DEFAULT_MAX_REQUEST_TOKENS = 1 << 18
 
-# DataType enum (tensorflow/core/framework/types.proto) -> item size in bytes.
-ITEM_BYTES = {1: 4, 2: 8, 3: 4, 4: 1, 5: 2, 6: 1, 9: 8, 10: 1, 14: 2, 17: 2, 18: 16,
-              19: 2, 22: 4, 23: 8, 8: 8}
-DT_STRING = 7
+# DataType name (tensorflow/core/framework/types.proto) -> item size in bytes; others: 16.
+ITEM_BYTES = {"DT_FLOAT": 4, "DT_DOUBLE": 8, "DT_INT32": 4, "DT_UINT8": 1, "DT_INT16": 2,
+              "DT_INT8": 1, "DT_INT64": 8, "DT_BOOL": 1, "DT_BFLOAT16": 2, "DT_UINT16": 2,
+              "DT_COMPLEX128": 16, "DT_HALF": 2, "DT_UINT32": 4, "DT_UINT64": 8,
+              "DT_COMPLEX64": 8}
+
+
+@functools.cache
+def _item_bytes():
+    """:data:`ITEM_BYTES` keyed by the DataType enum values (``types_pb2``, imported here
+    only: a TensorProto's cost is asked for by the gRPC server, which has TensorFlow
+    loaded)."""
+    from tensorflow.core.framework import types_pb2
+
+    return {types_pb2.DataType.Value(name): size for name, size in ITEM_BYTES.items()}
 
 _VERSION_RE = re.compile(r"[0-9]{1,19}")
 
@@ -88,13 +100,15 @@ def proto_cost(proto, alias="input"):
     if any(d < 0 for d in dims):
         raise invalid(f"Input {alias} has a negative dimension: {dims}.")
     size = math.prod(dims)
-    if proto.dtype == DT_STRING:
+    from tensorflow.core.framework import types_pb2
+
+    if proto.dtype == types_pb2.DT_STRING:
         values = proto.string_val
         given = sum(len(v) for v in values[:size])
         if len(values) < size:
             given += (size - len(values)) * (len(values[-1]) if len(values) else 0)
         return dims, tensor_bytes(size, None, given)
-    return dims, tensor_bytes(size, ITEM_BYTES.get(proto.dtype, 16))
+    return dims, tensor_bytes(size, _item_bytes().get(proto.dtype, 16))
 
 
 def array_cost(array):

@@ -1,9 +1,15 @@
 """Loaded model versions and the models a server holds.
 
-A *servable* is one SavedModel version directory (``<base_path>/<version>/``) loaded with
-``tf.saved_model.load``. Versions are discovered the way TF Serving discovers them: a
-child of the base path is a version iff its name is a non-negative integer, so hidden or
-temporary export folders (``.tmp-7-123``) are never picked up.
+A *servable* is one SavedModel version directory (``<base_path>/<version>/``). A SavedModel
+written by TensorFlow 2 (``tf.saved_model.save``: it has an object graph) is loaded with
+``tf.saved_model.load``; one written the TensorFlow 1 way (``SavedModelBuilder``, no object
+graph; reference variables such as ``float_ref``, ``ParseExample``-based signatures) is loaded
+the way TF Serving's ``SavedModelBundle`` loads every model: its MetaGraph imported into a graph
+of its own and restored in a ``tf.compat.v1.Session`` (``tf.compat.v1.saved_model.loader.load``),
+signatures run by feeding and fetching their tensor names. Versions are discovered the way
+TF Serving discovers them: a child of the base path is a version iff its name is a non-
+negative integer, so hidden or temporary export folders (``.tmp-7-123``) are never picked
+up.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import math
 import os
 import threading
 
+import numpy as np
 from google.protobuf import json_format
 
 from serving.errors import ServingError, invalid
@@ -21,6 +28,9 @@ from serving.limits import parse_version
 
 log = logging.getLogger(__name__)
 
+# The signature a request without signature_name gets, and the one nwp-export writes:
+# TensorFlow's tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY, spelled out so that this
+# module imports without TensorFlow (a test checks they are equal).
 DEFAULT_SIGNATURE = "serving_default"
 
 
@@ -44,9 +54,9 @@ def list_versions(base_path):
 MAX_POLL_SECONDS = 86400.0
 
 
-def check_poll_seconds(seconds):
+def check_poll_seconds(seconds, flag="file_system_poll_wait_seconds"):
     """Return ``seconds`` as a float if it is a usable poll interval: finite, 0 (load once)
-    .. :data:`MAX_POLL_SECONDS` (a day).
+    .. :data:`MAX_POLL_SECONDS` (a day). ``flag`` names it in the error.
 
     Raises:
         ValueError: NaN, infinite, negative or larger values, saying what is allowed.
@@ -54,10 +64,9 @@ def check_poll_seconds(seconds):
     try:
         value = float(seconds)
     except (TypeError, ValueError):
-        raise ValueError(f"--file_system_poll_wait_seconds must be a number, got "
-                         f"{seconds!r}.") from None
+        raise ValueError(f"--{flag} must be a number, got {seconds!r}.") from None
     if not (math.isfinite(value) and 0 <= value <= MAX_POLL_SECONDS):
-        raise ValueError(f"--file_system_poll_wait_seconds must be between 0 (load once) and "
+        raise ValueError(f"--{flag} must be between 0 (load once) and "
                          f"{MAX_POLL_SECONDS:g} seconds, got {seconds!r}.")
     return value
 
@@ -84,14 +93,22 @@ class Servable:
         name: model name.
         version: int version.
         path: the version directory.
+        prefer_tflite: answer ``serving_default`` with the LiteRT bundle (``model.tflite``,
+            ``nwp-export --litert``) when the folder has one (``--prefer_tflite_model``;
+            :class:`LiteRTDefault`); the other signatures run in the SavedModel.
 
     Raises:
         OSError / ValueError from TensorFlow: the directory is not a loadable SavedModel.
+        serving.litert.BundleError: ``prefer_tflite`` and a ``model.tflite`` that is not a
+            usable bundle.
     """
 
     tokens_per_run = 4096
+    tf1 = False
+    _session_run = None  # TF1 exports: _session_runner's function
+    litert = None  # a LiteRTDefault answering serving_default (--prefer_tflite_model)
 
-    def __init__(self, name, version, path):
+    def __init__(self, name, version, path, prefer_tflite=False):
         import tensorflow as tf
         from tensorflow.core.protobuf import saved_model_pb2
 
@@ -99,10 +116,22 @@ class Servable:
         proto = saved_model_pb2.SavedModel()
         with open(os.path.join(path, "saved_model.pb"), "rb") as f:
             proto.ParseFromString(f.read())
-        meta_graph = next(m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags)
+        meta_graph = next((m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags),
+                          None)
+        if meta_graph is None:
+            raise ValueError(f"{path}/saved_model.pb has no MetaGraph tagged 'serve' (tags: "
+                             f"{[list(m.meta_info_def.tags) for m in proto.meta_graphs]}).")
         self.signature_defs = dict(meta_graph.signature_def)
-        self._loaded = tf.saved_model.load(path)
+        self.tf1 = is_tf1_export(meta_graph)
         self._tf = tf
+        if self.tf1:
+            self._session_run = _session_runner(path, meta_graph)
+        else:
+            self._loaded = tf.saved_model.load(path)
+        from serving.litert import TFLITE_FILE
+
+        if prefer_tflite and os.path.exists(os.path.join(path, TFLITE_FILE)):
+            self.litert = LiteRTDefault(path, self.signature_defs.get(DEFAULT_SIGNATURE))
         # Per-signature facts asked for on every request, worked out once.
         self._batchable = {key: _fixed_output_shapes(sig)
                            for key, sig in self.signature_defs.items()}
@@ -125,23 +154,6 @@ class Servable:
         """True if every output of the signature has a fixed shape past dimension 0, so
         rows of several requests can be concatenated and split back unchanged."""
         return self._batchable.get(signature_name or DEFAULT_SIGNATURE, False)
-
-    def refuse_classify_regress(self, verb, signature_name):
-        """Raise TF Serving's error for ``:classify``/``:regress`` on this servable's
-        signature: every signature here is a predict signature (reference section 1.10).
-
-        Raises:
-            ServingError: always (INVALID_ARGUMENT).
-        """
-        key = signature_name or DEFAULT_SIGNATURE
-        if key not in self.signature_defs:
-            raise invalid(f"No signature was found with the name: {key}")
-        sig = self.signature_defs[key]
-        if verb == "classify":
-            raise invalid(f"No classification inputs found in SignatureDef: {sig}".strip())
-        if len(sig.outputs) != 1:
-            raise invalid("Expected one output Tensor.")
-        raise invalid(f"No regression inputs found in SignatureDef: {sig}".strip())
 
     def input_dtypes(self, signature_name):
         """``{alias: tf.DType}`` of a signature's inputs.
@@ -173,31 +185,151 @@ class Servable:
                               self.tokens_per_run)
 
     def _run(self, key, inputs):
-        fn = self._loaded.signatures[key]
         tf = self._tf
+        dtypes = self._input_dtypes[key]
         try:
-            dtypes = self._input_dtypes[key]
+            if self.litert is not None and key == DEFAULT_SIGNATURE:
+                return self.litert(inputs)
+            if self._session_run is not None:
+                return self._session_run(key, inputs, dtypes)
             feeds = {alias: tf.constant(value, dtype=dtypes[alias])
                      for alias, value in inputs.items()}
-            outputs = fn(**feeds)
+            outputs = self._loaded.signatures[key](**feeds)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
             raise invalid(_graph_error_message(err)) from None
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}
 
-    def metadata(self):
-        """The ``GET .../metadata`` body: model_spec plus every SignatureDef, as TF Serving."""
+    def signature_def_map(self):
+        """Every SignatureDef as a ``tensorflow.serving.SignatureDefMap`` proto: the
+        ``signature_def`` metadata of ``GetModelMetadata`` (gRPC) and ``GET .../metadata``."""
         from tensorflow_serving.apis import get_model_metadata_pb2
 
         sig_map = get_model_metadata_pb2.SignatureDefMap()
         for key, sig in self.signature_defs.items():
             sig_map.signature_def[key].CopyFrom(sig)
+        return sig_map
+
+    def metadata(self):
+        """The ``GET .../metadata`` body: model_spec plus every SignatureDef, as TF Serving."""
         return {
             "model_spec": {"name": self.name, "signature_name": "",
                            "version": str(self.version)},
             "metadata": {"signature_def": json_format.MessageToDict(
-                sig_map, preserving_proto_field_name=True,
+                self.signature_def_map(), preserving_proto_field_name=True,
                 always_print_fields_with_no_presence=True)},
         }
+
+
+class LiteRTDefault:
+    """``serving_default`` (``text`` -> ``words``, ``probabilities``) computed with the LiteRT
+    bundle of a version folder (:class:`serving.litert.LiteRTPredictor`), for
+    ``--prefer_tflite_model``.
+
+    TF Serving's flag serves the ``.tflite`` file's own signatures; an ``nwp-export --litert``
+    bundle holds only the one-step ``step`` signature (token id and state in, logits and state
+    out), so here the flag means: the words and probabilities of ``serving_default``, read
+    token by token through ``step`` by the bundle's runner (the prompt as the start of a line,
+    its last ``max_prompt_tokens`` tokens, padding and ``[UNK]`` never suggested), the
+    answer the SavedModel gives to within float32 rounding. One interpreter per version;
+    calls take turns (a lock), prompt by prompt.
+
+    Args:
+        path: the version folder.
+        signature_def: the SavedModel's ``serving_default`` SignatureDef: its ``words``
+            width is the number of words answered (else the bundle's ``top_k``).
+
+    Raises:
+        serving.litert.BundleError: not a usable bundle.
+        ValueError: ``serving_default`` is not the ``text`` -> ``words``/``probabilities``
+            signature of an nwp export.
+    """
+
+    def __init__(self, path, signature_def):
+        from serving.litert import LiteRTPredictor
+
+        if signature_def is None or set(signature_def.inputs) != {"text"} or \
+                set(signature_def.outputs) != {"words", "probabilities"}:
+            raise ValueError(f"{path}: --prefer_tflite_model serves the serving_default of "
+                             "nwp-export models (text -> words, probabilities); this "
+                             "SavedModel's differs.")
+        self.predictor = LiteRTPredictor.load(path)
+        dims = signature_def.outputs["words"].tensor_shape.dim
+        self.k = (dims[1].size if len(dims) == 2 and dims[1].size > 0
+                  else int(self.predictor.manifest.get("top_k", 5)))
+        self._lock = threading.Lock()
+
+    def __call__(self, inputs):
+        """``{"text": object array [n] of bytes}`` -> ``{"words": object [n, k] bytes,
+        "probabilities": float32 [n, k]}``.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT for ``text`` that is not a vector.
+        """
+        texts = np.asarray(inputs["text"], dtype=object)
+        if texts.ndim != 1:
+            raise invalid(f"input must be a vector, got shape: {list(texts.shape)}")
+        words = np.full((len(texts), self.k), b"", dtype=object)
+        probabilities = np.zeros((len(texts), self.k), np.float32)
+        with self._lock:
+            for row, text in enumerate(texts):
+                if isinstance(text, bytes):
+                    text = text.decode("utf-8", "replace")
+                for col, (word, p) in enumerate(self.predictor.suggest(str(text), self.k)):
+                    words[row, col], probabilities[row, col] = word.encode("utf-8"), p
+        return {"words": words, "probabilities": probabilities}
+
+
+def is_tf1_export(meta_graph):
+    """True if MetaGraphDef ``meta_graph`` was written the TensorFlow 1 way
+    (``SavedModelBuilder``, ``tf.estimator``): it has no object graph, which
+    ``tf.saved_model.save`` always writes."""
+    return not meta_graph.object_graph_def.nodes
+
+
+def _session_runner(path, meta_graph):
+    """Load the TF1-style SavedModel at ``path`` as TF Serving's ``SavedModelBundle`` does
+    (``tensorflow_serving/servables/tensorflow/saved_model_bundle_factory.cc`` via
+    ``LoadSessionBundleOrSavedModelBundle``): the MetaGraph tagged ``serve`` imported into its
+    own ``tf.Graph``, variables restored and the init op run in its own ``tf.compat.v1.Session``
+    (thread pools as ``--tensorflow_intra_op_parallelism``/``--tensorflow_inter_op_parallelism``
+    set them). Returns ``run(key, inputs, dtypes) -> {alias: np.ndarray}`` (``inputs``:
+    ``{alias: np.ndarray}``, cast to ``dtypes``, ``{alias: tf.DType}``), which feeds each
+    input's tensor and fetches each output's (``Session.run`` is thread-safe).
+
+    Raises:
+        OSError / ValueError / tf.errors.OpError: the SavedModel cannot be restored.
+    """
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    config = v1.ConfigProto(
+        intra_op_parallelism_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+        inter_op_parallelism_threads=tf.config.threading.get_inter_op_parallelism_threads())
+    graph = tf.Graph()
+    session = v1.Session(graph=graph, config=config)
+    # The loader logs that it is deprecated in favour of tf.saved_model.load, which is the
+    # wrong advice for a server loading a TF1 export; the notice is kept out of the log.
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        v1.saved_model.loader.load(session, list(meta_graph.meta_info_def.tags), path)
+    finally:
+        tf_log.setLevel(level)
+    fetches = {key: {alias: graph.get_tensor_by_name(info.name)
+                     for alias, info in sig.outputs.items()}
+               for key, sig in meta_graph.signature_def.items()}
+    feeds = {key: {alias: graph.get_tensor_by_name(info.name)
+                   for alias, info in sig.inputs.items()}
+             for key, sig in meta_graph.signature_def.items()}
+
+    def run(key, inputs, dtypes):
+        feed = {feeds[key][alias]: np.asarray(value, dtype=dtypes[alias].as_numpy_dtype)
+                for alias, value in inputs.items()}
+        return session.run(fetches[key], feed_dict=feed)
+
+    run.session = session  # keeps the session alive as long as the servable
+    return run
 
 
 def _run_in_chunks(run, inputs, tokens_per_run):
@@ -350,9 +482,11 @@ class ModelManager:
         self._states = {name: {} for name in self.configs}  # version -> (state, code, msg)
         self._failed = {name: {} for name in self.configs}  # version -> folder mtime
         self._poll_errors = {}  # name -> message of the last failed poll
-        self._lock = threading.Lock()
+        self._config_error = None  # message of the last failed config file reload
+        self._lock = threading.Lock()  # guards the dicts read by requests
+        self._work = threading.RLock()  # one poll or reconfiguration at a time
         self._stop = threading.Event()
-        self._thread = None
+        self._threads = []
 
     def load(self):
         """First load; raises ``RuntimeError`` if a model then has no available version
@@ -381,22 +515,30 @@ class ModelManager:
         and reported in that model's status (``poll_error``); the other models are polled
         and the versions being served keep serving. It is cleared by the next clean pass.
         """
-        for name, config in self.configs.items():
-            try:
-                self._poll_model(name, config)
-            except Exception as err:  # noqa: BLE001  the poller must outlive any surprise
-                log.exception("polling model %r under %s failed", name, config.base_path)
-                with self._lock:
-                    self._poll_errors[name] = (f"Polling {config.base_path} failed: "
-                                               f"{type(err).__name__}: {err}")
-            else:
-                with self._lock:
-                    self._poll_errors.pop(name, None)
+        with self._work:
+            for name, config in self.configs.items():
+                self._poll_one(name, config)
 
-    def _poll_model(self, name, config):
-        """One pass over one model's base path (see :meth:`poll`)."""
+    def _poll_one(self, name, config, fresh=False):
+        """:meth:`_poll_model`, its exception logged and kept as the model's poll error."""
+        try:
+            self._poll_model(name, config, fresh)
+        except Exception as err:  # noqa: BLE001  the poller must outlive any surprise
+            log.exception("polling model %r under %s failed", name, config.base_path)
+            with self._lock:
+                self._poll_errors[name] = (f"Polling {config.base_path} failed: "
+                                           f"{type(err).__name__}: {err}")
+        else:
+            with self._lock:
+                self._poll_errors.pop(name, None)
+
+    def _poll_model(self, name, config, fresh=False):
+        """One pass over one model's base path (see :meth:`poll`). ``fresh``: the base path
+        changed, so no loaded version counts as loaded (the old ones serve until a new one
+        is available, then are unloaded)."""
         on_disk = list_versions(config.base_path)
-        loaded = dict(self._servables[name])
+        previous = dict(self._servables[name])
+        loaded = {} if fresh else dict(previous)
         while True:  # a version that fails drops out, and the next best is aspired
             mtimes = {v: _mtime(p) for v, p in on_disk.items()}
             aspired = config.aspired(
@@ -417,12 +559,67 @@ class ModelManager:
                 self._set_state(name, version, "AVAILABLE", "OK", "")
             if not failed_now:
                 break
+        if fresh and not loaded:
+            return  # nothing of the new base path loads: the old versions keep serving
         if any(v in aspired for v in loaded):  # never drop the last good version
             for version in [v for v in loaded if v not in aspired]:
                 del loaded[version]
                 self._set_state(name, version, "END", "OK", "")
+        if fresh:  # the old base path's versions that the new one does not replace
+            for version in set(previous) - set(loaded):
+                self._set_state(name, version, "END", "OK", "")
         with self._lock:
             self._servables[name] = loaded
+
+    def reconfigure(self, models):
+        """Serve ``models`` (``{name: ModelConfig}``, from a reloaded ``--model_config_file``)
+        instead of the current configuration, preserving availability as for versions: new
+        and changed models are loaded first, and only then are removed models unloaded (their
+        versions reported as ``END``) and a changed model's old versions dropped.
+
+        Raises:
+            ValueError: a version label of the new configuration points at a version that is
+                not available; the previous configuration keeps serving, and any model only
+                the new one named is unloaded again.
+        """
+        with self._work:
+            old = self.configs
+            for name in models:
+                if name not in old:
+                    with self._lock:
+                        self._servables.setdefault(name, {})
+                        self._states.setdefault(name, {})
+                        self._failed.setdefault(name, {})
+            for name, config in models.items():
+                fresh = name in old and config.base_path != old[name].base_path
+                if fresh:
+                    self._failed[name].clear()
+                if name not in old or config != old[name]:
+                    self._poll_one(name, config, fresh)
+            for name, config in models.items():
+                for label, version in config.labels.items():
+                    if version not in self._servables[name]:
+                        for new_name in set(models) - set(old):
+                            self._unload(new_name)
+                        raise ValueError(
+                            f"Version label {label!r} of model {name!r} points at version "
+                            f"{version}, which is not available; the previous configuration "
+                            "keeps serving.")
+            with self._lock:
+                self.configs = dict(models)
+                self.base_paths = {name: c.base_path for name, c in models.items()}
+            for name in set(old) - set(models):
+                self._unload(name)
+
+    def _unload(self, name):
+        """Drop every version of model ``name`` (states ``END``: TF Serving's status of a
+        model removed from its configuration)."""
+        with self._lock:
+            versions = self._servables.get(name, {})
+            self._servables[name] = {}
+            self._poll_errors.pop(name, None)
+        for version in versions:
+            self._set_state(name, version, "END", "OK", "")
 
     def start_polling(self, seconds):
         """Poll every ``seconds`` in a daemon thread (TF Serving's
@@ -433,23 +630,60 @@ class ModelManager:
                 (:func:`check_poll_seconds`).
         """
         seconds = check_poll_seconds(seconds)
-        if seconds == 0 or self._thread is not None:
-            return
+        if seconds:
+            self._every(seconds, self.poll, "model-poller")
 
+    def start_config_polling(self, path, seconds):
+        """Read the ``--model_config_file`` ``path`` again every ``seconds`` (TF Serving's
+        ``--model_config_file_poll_wait_seconds``; ``0`` does nothing) and
+        :meth:`reconfigure` when it changed. A file that cannot be read or is invalid (or
+        whose labels point at unavailable versions) keeps the current configuration serving;
+        the error is logged and shown in every model's status as ``config_error`` until a
+        good file is read.
+
+        Raises:
+            ValueError: ``seconds`` is not a finite number in 0 .. one day.
+        """
+        seconds = check_poll_seconds(seconds, "model_config_file_poll_wait_seconds")
+
+        def reload():
+            try:
+                models = read_model_config_file(path)
+                if models != self.configs:
+                    self.reconfigure(models)
+                    log.info("model config file %s reloaded: serving %s", path,
+                             ", ".join(sorted(models)))
+            except ValueError as err:
+                if self._config_error != str(err):
+                    log.error("model config file reload failed, the previous configuration "
+                              "keeps serving: %s", err)
+                with self._lock:
+                    self._config_error = str(err)
+            else:
+                with self._lock:
+                    self._config_error = None
+
+        if seconds:
+            self._every(seconds, reload, "config-poller")
+
+    def _every(self, seconds, work, name):
+        """Run ``work()`` every ``seconds`` in a daemon thread until :meth:`stop_polling`."""
         def loop():
             while not self._stop.wait(seconds):
                 try:
-                    self.poll()
-                except BaseException:  # noqa: BLE001  poll() catches per model; belt and braces
-                    log.exception("version poll failed; polling goes on")
+                    work()
+                except BaseException:  # noqa: BLE001  work catches its own; belt and braces
+                    log.exception("%s: a pass failed; polling goes on", name)
 
-        self._thread = threading.Thread(target=loop, name="model-poller", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop_polling(self):
+        """Stop the polling threads (waits up to 30 s for a pass in progress)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     def _set_state(self, name, version, state, code, message):
         with self._lock:
@@ -464,6 +698,7 @@ class ModelManager:
         with self._lock:
             states = dict(self._states.get(name) or {})
             poll_error = self._poll_errors.get(name)
+            config_error = self._config_error
         if not states:
             raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
         if version is not None:
@@ -477,6 +712,8 @@ class ModelManager:
             for v in sorted(states, reverse=True)]}
         if poll_error:  # not in TF Serving's answer; gRPC leaves it out
             answer["poll_error"] = poll_error
+        if config_error:  # the same
+            answer["config_error"] = config_error
         return answer
 
     def get(self, name, version=None, label=None):
@@ -489,7 +726,8 @@ class ModelManager:
         with self._lock:
             versions = dict(self._servables.get(name) or {})
         if label is not None:
-            labels = self.configs[name].labels if name in self.configs else {}
+            config = self.configs.get(name)
+            labels = config.labels if config is not None else {}
             if label not in labels:
                 raise invalid(f"Unrecognized servable version label: {label}")
             version = labels[label]

@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from serving.grpc_server import parse_channel_arguments
-from serving.rest import build_parser, main, tf_bool
+from serving.server import build_parser, main, tf_bool
 
 # Every flag in tensorflow_model_server's flag list (tensorflow/serving,
 # tensorflow_serving/model_servers/main.cc, commit 9d981c5c), with a value of its type.
@@ -108,7 +108,7 @@ def test_session_parallelism_sizes_both_pools_when_neither_is_set(flags, pools):
 
     from tests.conftest import ROOT
 
-    code = ("import sys; from serving.rest import main; "
+    code = ("import sys; from serving.server import main; "
             f"assert main({flags!r} + ['--model_base_path=/nonexistent/x']) == 2; "
             "import tensorflow as tf; t = tf.config.threading; "
             "print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads())")

@@ -233,8 +233,15 @@ def test_unknown_dtype_and_multi_inference_get_clear_codes(channel):
     assert "unknown DataType 999" in info.value.details()
     with pytest.raises(grpc.RpcError) as info:
         stub.MultiInference(inference_pb2.MultiInferenceRequest(), timeout=30)
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "use Predict" in info.value.details()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at least one task" in info.value.details()
+    request = inference_pb2.MultiInferenceRequest()  # a language model has no classifier
+    task = request.tasks.add()
+    task.model_spec.name, task.method_name = "nwp", "tensorflow/serving/classify"
+    with pytest.raises(grpc.RpcError) as info:
+        stub.MultiInference(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "No classification inputs found" in info.value.details()
 
 
 # The field Tensor::AsProtoField (tensorflow/core/framework/tensor.cc) fills for each dtype.

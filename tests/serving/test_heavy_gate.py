@@ -16,7 +16,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from serving.limits import HEAVY_TOKENS, HeavyGate
-from serving.rest import main as serve_main
+from serving.server import main as serve_main
 from serving.rest import make_app
 from tests.serving.test_abuse import FakeServable, _manager
 

@@ -92,7 +92,7 @@ def test_page_is_served_and_no_web_page_turns_it_off(server, exported):
 
 
 def test_no_web_page_flag_parses():
-    from serving.rest import build_parser
+    from serving.server import build_parser
 
     assert build_parser().parse_args(["--no_web_page"]).no_web_page
     assert not build_parser().parse_args([]).no_web_page
