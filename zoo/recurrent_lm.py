@@ -139,7 +139,7 @@ class RecurrentLanguageModel(LanguageModel):
             cell_kwargs["unit_forget_bias"] = init is None
         self.rnn_layers = [
             FusedRNN(CELLS[cell](units, **cell_kwargs), return_sequences=True,
-                             stateful=self.stateful, name=f"{cell}_{i}")
+                     stateful=self.stateful, name=f"{cell}_{i}")
             for i in range(num_layers)
         ]
         self.dropout_layer = keras.layers.Dropout(self.dropout)
