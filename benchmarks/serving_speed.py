@@ -435,6 +435,8 @@ def main(argv=None):
     print(f"# server: max_batch_size {max_batch}, batch_timeout_micros {args.timeout_us}, "
           f"num_batch_threads {args.batch_threads}, intra-op threads "
           f"{args.intra_op or 'default'}")
+    print("# load average (1, 5, 15 min) at the end: "
+          + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     print("# pinned: " + (f"load generators on CPU {client_cpu}, server and in-process "
                           f"signature on CPU {server_cpu_id} (taskset)" if args.pin else
                           "no (every process on every CPU)"))
