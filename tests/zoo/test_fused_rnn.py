@@ -140,3 +140,17 @@ def test_unknown_time_steps_fall_back_and_fused_false_round_trips(monkeypatch):
     spec = tf.TensorSpec((None, None, 3), tf.float32)
     with pytest.raises(AssertionError, match="step-by-step loop"):
         tf.function(fused, input_signature=[spec]).get_concrete_function()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "cifg"])
+def test_the_recurrent_language_model_trains_on_the_fused_path(cell, monkeypatch):
+    from zoo import RecurrentLanguageModel
+
+    model = RecurrentLanguageModel(30, cell=cell, embedding_dim=6, units=5, num_layers=2,
+                                   recurrent_dropout=0.2, stateful=True)
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    model.build((4, 7))
+    _keras_loop_refused(monkeypatch)
+    ids = np.random.default_rng(0).integers(1, 30, (4, 8)).astype("int32")
+    first = model.train_on_batch(ids[:, :-1], ids[:, 1:], return_dict=True)["loss"]
+    assert np.isfinite(first) and first == pytest.approx(7 * np.log(30), rel=0.1)
