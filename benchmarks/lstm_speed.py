@@ -1,9 +1,10 @@
 """Training-step speed of the zoo's LSTM LM against the same model on keras.layers.LSTM.
 
 Both models are the same ``zoo.RecurrentLanguageModel`` (same embedding, output layer,
-``train_step``, loss and clipping); only the recurrent layers differ: ``RNN(zoo.LSTMCell)``
-versus the built-in ``keras.layers.LSTM`` (``use_cudnn=False``, so on a GPU both take the
-loop path and only the cell differs). Shapes default to Penn Treebank "small" (Zaremba et
+``train_step``, loss and clipping); only the recurrent layers differ:
+``zoo.cells.FusedRNN(zoo.LSTMCell)`` (its fused path) versus the built-in
+``keras.layers.LSTM`` (``use_cudnn=False``). ``benchmarks/train_speed.py`` adds PyTorch,
+the GRU and Elman cells and mixed precision. Shapes default to Penn Treebank "small" (Zaremba et
 al. 2014): vocabulary 10k, 2 layers of 200, 20 steps, batch 20, fp32.
 
 The two run side by side in one process, alternating timed rounds, so machine noise hits

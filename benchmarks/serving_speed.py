@@ -14,12 +14,22 @@ gRPC, then again), so that the machine's drift hits every path alike:
 * **single client**: one client, one prompt per request, a persistent connection
   (``http.client`` / a gRPC stub): median (p50) latency, against one prompt in process.
 
+With ``--pin CLIENT_CPU,SERVER_CPU`` (default ``0,1``) the comparison measures the server
+alone: the server runs on ``SERVER_CPU`` only (``taskset -c``), the load generators
+(``wrk``/``h2load``, or this process's Python clients) on ``CLIENT_CPU`` only, and the
+in-process signature (every thread of this process) is pinned to ``SERVER_CPU`` while it
+runs, so both sides get the same single core. Every row then also gives the CPU microseconds
+per prompt of the process that serves it (the server from ``/proc/<pid>/stat``, the
+in-process path from this process's CPU time), next to the empty-handler floor
+(``--ceiling``, the same stack without a model, pinned the same way).
+
 Every request of the load phases is checked: ``wrk``/``h2load`` count non-2xx answers, and the
 server's own counter (``/monitoring/prometheus/metrics``) must show every gRPC call ``OK``.
 
 Usage (Debian: ``apt-get install wrk nghttp2-client``)::
 
-    python benchmarks/serving_speed.py --model_base_path saved_models/ptb
+    python benchmarks/serving_speed.py --model_base_path saved_models/ptb [--pin 0,1]
+        [--ceiling]
 """
 
 from __future__ import annotations
@@ -71,7 +81,25 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rest_rate_wrk(url, clients, seconds, workdir):
+def pin_this_process(cpus):
+    """Move every thread of this process (TensorFlow's pools included) onto ``cpus``; a
+    no-op for None. (``os.sched_setaffinity`` per thread id: the system call ``taskset``
+    makes.)"""
+    if cpus is None:
+        return
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, PermissionError):  # a thread that just ended
+            pass
+
+
+def taskset(cpu):
+    """The command prefix that runs a program on CPU ``cpu`` only (``[]`` for None)."""
+    return [] if cpu is None else ["taskset", "-c", str(cpu)]
+
+
+def rest_rate_wrk(url, clients, seconds, workdir, prefix=()):
     """Requests/s of ``wrk`` with ``clients`` connections cycling through PROMPTS."""
     script = os.path.join(workdir, "predict.lua")
     bodies = ", ".join(json.dumps(json.dumps({"instances": [p]})) for p in PROMPTS)
@@ -80,14 +108,14 @@ def rest_rate_wrk(url, clients, seconds, workdir):
                 'local headers = {["Content-Type"] = "application/json"}\n'
                 "request = function()\n  i = i % #bodies + 1\n"
                 '  return wrk.format("POST", nil, headers, bodies[i])\nend\n')
-    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "-s", script, url],
+    out = subprocess.run([*prefix, "wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "-s", script, url],
                          capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise SystemExit(f"wrk saw failed requests:\n{out}")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-def grpc_rate_h2load(target, clients, seconds, workdir):
+def grpc_rate_h2load(target, clients, seconds, workdir, prefix=()):
     """Calls/s of ``h2load`` processes (one per prompt, ``clients`` connections in all), each
     sending a framed ``PredictRequest`` (gRPC over HTTP/2, one stream per connection)."""
     procs = []
@@ -100,7 +128,7 @@ def grpc_rate_h2load(target, clients, seconds, workdir):
         with open(path, "wb") as f:  # gRPC message: not compressed, 4-byte length, bytes
             f.write(b"\0" + struct.pack(">I", len(body)) + body)
         procs.append(subprocess.Popen(
-            ["h2load", "-c", str(n), "-m", "1", "-D", str(seconds), "-d", path,
+            [*prefix, "h2load", "-c", str(n), "-m", "1", "-D", str(seconds), "-d", path,
              "-H", "content-type: application/grpc", "-H", "te: trailers",
              f"http://{target}/tensorflow.serving.PredictionService/Predict"],
             stdout=subprocess.PIPE, text=True))
@@ -243,6 +271,11 @@ def main(argv=None):
                    help="Python threads instead of wrk/h2load (lower bounds)")
     p.add_argument("--ceiling", action="store_true",
                    help="also load an empty REST and gRPC server (no model) the same way")
+    p.add_argument("--pin", nargs="?", const="0,1", default=None,
+                   metavar="CLIENT_CPU,SERVER_CPU",
+                   help="pin the load generators to one CPU and the server (and the "
+                        "in-process baseline) to another (default 0,1); adds CPU "
+                        "microseconds per prompt")
     p.add_argument("--serve-empty", nargs=2, type=int, metavar=("REST_PORT", "GRPC_PORT"),
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -253,6 +286,21 @@ def main(argv=None):
         raise SystemExit("wrk and h2load not found (Debian: apt-get install wrk nghttp2-client);"
                          " or pass --python-clients")
     max_batch = args.max_batch_size or args.clients
+    client_cpu = server_cpu_id = None
+    if args.pin is not None:
+        try:
+            client_cpu, server_cpu_id = (int(c) for c in args.pin.split(","))
+        except ValueError:
+            raise SystemExit(f"--pin takes two CPU numbers, CLIENT,SERVER (e.g. 0,1); got "
+                             f"{args.pin!r}") from None
+        usable = os.sched_getaffinity(0)
+        if {client_cpu, server_cpu_id} - usable or client_cpu == server_cpu_id:
+            raise SystemExit(f"--pin needs two different CPUs of {sorted(usable)}; got "
+                             f"{args.pin}")
+        if not shutil.which("taskset"):
+            raise SystemExit("--pin needs taskset (Debian: apt-get install util-linux)")
+    on_server_cpu = None if server_cpu_id is None else {server_cpu_id}
+    on_client_cpu = None if client_cpu is None else {client_cpu}
 
     versions = sorted(int(v) for v in os.listdir(args.model_base_path) if v.isdigit())
     signature = tf.saved_model.load(
@@ -260,11 +308,15 @@ def main(argv=None):
     batch = tf.constant([PROMPTS[i % len(PROMPTS)] for i in range(args.clients)])
 
     def in_process_rate(seconds):
-        start, calls = time.monotonic(), 0
+        """Prompts/s and this process's CPU seconds per prompt, on the server's CPU."""
+        pin_this_process(on_server_cpu)
+        start, cpu, calls = time.monotonic(), time.process_time(), 0
         while time.monotonic() - start < seconds:
             signature(text=batch)
             calls += 1
-        return calls * args.clients / (time.monotonic() - start)
+        cpu, prompts = time.process_time() - cpu, calls * args.clients
+        pin_this_process(on_client_cpu)
+        return prompts / (time.monotonic() - start), cpu / prompts
 
     for _ in range(10):
         signature(text=batch)
@@ -278,7 +330,7 @@ def main(argv=None):
                 f"max_enqueued_batches {{ value: 1000 }}\n")
     rest_port, grpc_port = free_port(), free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "serving.rest", f"--rest_api_port={rest_port}",
+        [*taskset(server_cpu_id), sys.executable, "-m", "serving.rest", f"--rest_api_port={rest_port}",
          f"--port={grpc_port}", f"--model_name={MODEL}",
          f"--model_base_path={args.model_base_path}", "--enable_batching",
          f"--batching_parameters_file={params}",
@@ -290,6 +342,8 @@ def main(argv=None):
     grpc_target = f"127.0.0.1:{grpc_port}"
     rows = {"in process": [], "REST": [], "gRPC": []}
     server_cpu = {"REST": [], "gRPC": []}
+    cpu_per_prompt = {"in process": [], "REST": [], "gRPC": []}
+    pin_this_process(on_client_cpu)
     try:
         wait_for(server, rest_port)
         channel = grpc.insecure_channel(grpc_target)
@@ -302,23 +356,27 @@ def main(argv=None):
 
         def rest_load(seconds):
             if tools:
-                return rest_rate_wrk(url, args.clients, seconds, workdir)
+                return rest_rate_wrk(url, args.clients, seconds, workdir, taskset(client_cpu))
             return python_rate(lambda: RestClient(rest_port), args.clients, seconds)
 
         def grpc_load(seconds):
             if tools:
-                return grpc_rate_h2load(grpc_target, args.clients, seconds, workdir)
+                return grpc_rate_h2load(grpc_target, args.clients, seconds, workdir,
+                                        taskset(client_cpu))
             return python_rate(lambda: grpc_call, args.clients, seconds)
 
         rest_load(2), grpc_load(2)  # warm up both paths and their batch sizes
         before = grpc_calls_by_status(rest_port)
         for _ in range(args.rounds):
-            rows["in process"].append(in_process_rate(args.seconds))
+            rate, cpu = in_process_rate(args.seconds)
+            rows["in process"].append(rate)
+            cpu_per_prompt["in process"].append(cpu)
             for name, load in (("REST", rest_load), ("gRPC", grpc_load)):
                 cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
                 rows[name].append(load(args.seconds))
                 server_cpu[name].append((cpu_seconds(server.pid) - cpu0)
                                         / (time.monotonic() - t0))
+                cpu_per_prompt[name].append(server_cpu[name][-1] / rows[name][-1])
         after = grpc_calls_by_status(rest_port)
         failed = {k: v - before.get(k, 0) for k, v in after.items()
                   if k != "OK" and v > before.get(k, 0)}
@@ -331,11 +389,15 @@ def main(argv=None):
         rest_client = RestClient(rest_port)
         calls = {"in process": lambda s: signature(text=tf.constant([s])),
                  "REST": rest_client, "gRPC": grpc_call}
+        cpus = {"in process": on_server_cpu, "REST": on_client_cpu, "gRPC": on_client_cpu}
         for name, call in calls.items():
+            pin_this_process(cpus[name])
             p50_ms(call, 20)  # warm
         for _ in range(args.rounds):
             for name, call in calls.items():
+                pin_this_process(cpus[name])
                 latency[name].append(p50_ms(call, args.latency_requests // args.rounds))
+        pin_this_process(on_client_cpu)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -343,16 +405,19 @@ def main(argv=None):
     ceiling = {}
     if args.ceiling and tools:
         rest_port, grpc_port = free_port(), free_port()
-        empty = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve-empty",
+        empty = subprocess.Popen([*taskset(server_cpu_id), sys.executable,
+                                  os.path.abspath(__file__), "--serve-empty",
                                   str(rest_port), str(grpc_port)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for(empty, rest_port)
             empty_url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}:predict"
             for name, load in (
-                    ("REST", lambda t: rest_rate_wrk(empty_url, args.clients, t, workdir)),
+                    ("REST", lambda t: rest_rate_wrk(empty_url, args.clients, t, workdir,
+                                                     taskset(client_cpu))),
                     ("gRPC", lambda t: grpc_rate_h2load(f"127.0.0.1:{grpc_port}",
-                                                        args.clients, t, workdir))):
+                                                        args.clients, t, workdir,
+                                                        taskset(client_cpu)))):
                 load(2)
                 cpu0, t0 = cpu_seconds(empty.pid), time.monotonic()
                 rate = load(args.seconds)
@@ -370,21 +435,27 @@ def main(argv=None):
     print(f"# server: max_batch_size {max_batch}, batch_timeout_micros {args.timeout_us}, "
           f"num_batch_threads {args.batch_threads}, intra-op threads "
           f"{args.intra_op or 'default'}")
+    print("# load average (1, 5, 15 min) at the end: "
+          + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print("# pinned: " + (f"load generators on CPU {client_cpu}, server and in-process "
+                          f"signature on CPU {server_cpu_id} (taskset)" if args.pin else
+                          "no (every process on every CPU)"))
     print("| path | prompts/s (median) | per round | / in process (per round) | "
-          "server CPU (cores) | p50, 1 client (ms) | - in process (ms) |")
-    print("|---|---:|---|---|---:|---:|---:|")
+          "server CPU (cores) | CPU us / prompt | p50, 1 client (ms) | - in process (ms) |")
+    print("|---|---:|---|---|---:|---:|---:|---:|")
     for name in ("in process", "REST", "gRPC"):
         rates = rows[name]
         ratios = [r / b for r, b in zip(rates, rows["in process"])]
         cpu = f"{statistics.median(server_cpu[name]):.2f}" if name in server_cpu else "-"
         p50 = statistics.median(latency[name])
+        us = 1e6 * statistics.median(cpu_per_prompt[name])
         print(f"| {name}{' + batching' if name != 'in process' else f', batches of {args.clients}'}"
               f" | {statistics.median(rates):,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} | "
               f"{statistics.median(rates) / base:.2f} ({', '.join(f'{r:.2f}' for r in ratios)})"
-              f" | {cpu} | {p50:.2f} | {p50 - base_latency:+.2f} |")
+              f" | {cpu} | {us:,.0f} | {p50:.2f} | {p50 - base_latency:+.2f} |")
     for name, (rate, cpu) in ceiling.items():
         print(f"| {name}, empty handler (no model; 1 round) | {rate:,.0f} | | "
-              f"{rate / base:.2f} | {cpu:.2f} | | |")
+              f"{rate / base:.2f} | {cpu:.2f} | {1e6 * cpu / rate:,.0f} | | |")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,10 @@ def build_parser():
                    help="after training, add top-1/top-3 next-word accuracy and keystroke "
                         "savings on the test split to metrics.json (word-level corpora; "
                         "see nwp-evaluate)")
+    p.add_argument("--mixed-precision", choices=PRECISIONS, default="float32",
+                   help="Keras mixed-precision policy: bfloat16 or float16 compute with "
+                        "float32 weights, logits and loss (float16 adds dynamic loss "
+                        "scaling); says at start when this CPU has no native support")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                    help="0 quiet, 1 a live progress bar per epoch, 2 one line per epoch "
@@ -141,6 +145,58 @@ def check_args(args):
     if args.max_train_tokens is not None and args.max_train_tokens < 2:
         problems.append("--max-train-tokens must be >= 2")
     return problems
+
+
+PRECISIONS = ("float32", "bfloat16", "float16")
+# CPU flags (/proc/cpuinfo, as lscpu prints them) of native half-precision matmuls on x86:
+# AVX-512 BF16 or AMX-BF16 for bfloat16, AVX-512 FP16 or AMX-FP16 for float16.
+NATIVE_FLAGS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
+# Measured with benchmarks/train_speed.py on a 2-vCPU AMD EPYC with avx512_bf16 and without
+# avx512_fp16 (docs/benchmarks.md): the float16 step's time over the float32 step's.
+FLOAT16_SLOWDOWN_WITHOUT_FP16 = 1.2
+
+
+def _cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (an empty set where it is unreadable)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def set_mixed_precision(mode, cpu_flags=None, has_gpu=None):
+    """Set Keras's global dtype policy for ``--mixed-precision`` (``"float32"``,
+    ``"bfloat16"`` -> ``mixed_bfloat16``, ``"float16"`` -> ``mixed_float16``: variables stay
+    float32, layers compute in the half type; the zoo's output layer and loss stay float32).
+
+    Returns None, or a note to print when training runs on a CPU without native support for
+    ``mode`` (no ``avx512_bf16``/``amx_bf16`` for bfloat16, no ``avx512_fp16``/``amx_fp16``
+    for float16): the half-precision matmuls are then emulated and slower than float32.
+    ``cpu_flags`` and ``has_gpu`` default to this machine's.
+    """
+    import keras
+
+    keras.config.set_dtype_policy({"float32": "float32", "bfloat16": "mixed_bfloat16",
+                                   "float16": "mixed_float16"}[mode])
+    if mode == "float32":
+        return None
+    if has_gpu is None:
+        import tensorflow as tf
+
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    flags = _cpu_flags() if cpu_flags is None else set(cpu_flags)
+    if has_gpu or flags & set(NATIVE_FLAGS[mode]):
+        return None
+    slower = (f" (measured: {FLOAT16_SLOWDOWN_WITHOUT_FP16:.1f}x the float32 step time on "
+              "such a CPU)" if mode == "float16" else "")
+    return (f"mixed precision {mode}: this CPU has none of {', '.join(NATIVE_FLAGS[mode])}, so "
+            f"its {mode} matmuls are emulated and training is slower than float32{slower}; "
+            "compare with python benchmarks/train_speed.py --precisions "
+            f"float32,{mode} --cells lstm --shapes ptb-small --no-torch --no-builtin.")
 
 
 def make_strategy(name):
@@ -340,6 +396,8 @@ def build_model(args, vocab_size, carry, strategy):
             raise RunError(f"--model {args.model}: {err}") from err
         optimizer = (keras.optimizers.Adam if args.optimizer == "adam"
                      else keras.optimizers.SGD)(args.learning_rate)
+        if args.mixed_precision == "float16":  # dynamic loss scaling
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         model.compile(optimizer=optimizer)
         model.build((args.batch_size if carry else None, args.bptt))
         model.optimizer.build(model.trainable_variables)  # fit then needs no symbolic build
@@ -516,6 +574,9 @@ def train(args):
     check_preset(args.model)
     keras.utils.set_random_seed(args.seed)
     started = time.monotonic()
+    precision_note = set_mixed_precision(args.mixed_precision)
+    if precision_note:
+        print(precision_note, flush=True)
     strategy = make_strategy(args.strategy)
     corpus, vectorizer, streams = load_data(args)
     check_memory(args, vectorizer.vocab_size)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numbers
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from zoo._keras_compat import DropoutRNNCell
@@ -517,3 +518,298 @@ class CIFGCell(_ForgetBiasCell):
 for _cell in (RNNCell, LSTMCell, GRUCell, CIFGCell):
     _cell.__doc__ = _cell.__doc__.replace("{common}", _COMMON_ARGS)
 del _cell
+
+
+# --------------------------------------------------------------------------------------
+# The fused sequence path: one input projection, an explicit BPTT backward pass
+# --------------------------------------------------------------------------------------
+
+def _sigmoid_slope(a):
+    """d sigmoid(z)/dz written in its output ``a = sigmoid(z)``."""
+    return a * (1.0 - a)
+
+
+def _tanh_slope(a):
+    """d tanh(z)/dz written in its output ``a = tanh(z)``."""
+    return 1.0 - a * a
+
+
+def _relu_slope(a):
+    """d relu(z)/dz written in its output ``a = relu(z)`` (0 at z = 0, as TensorFlow's)."""
+    return tf.cast(a > 0, a.dtype)
+
+
+def _linear_slope(a):
+    """d z/dz = 1."""
+    return tf.ones_like(a)
+
+
+_SLOPES = {"sigmoid": _sigmoid_slope, "tanh": _tanh_slope, "relu": _relu_slope,
+           "linear": _linear_slope}
+
+
+def _slope_of(activation):
+    """The slope function for a Keras activation the fused path supports, else None."""
+    for name, slope in _SLOPES.items():
+        if activation is keras.activations.get(name):
+            return slope
+    return None
+
+
+class _ElmanSteps:
+    """One step of :class:`RNNCell` forward and backward, on ``z = x_t W + b + h_in U``."""
+
+    def __init__(self, cell):
+        self.act, self.slope = cell.activation, _slope_of(cell.activation)
+
+    def forward(self, z, h_prev, rest):
+        h = self.act(z)
+        return h, (), h  # saved: h_t
+
+    def backward(self, dh, drest, saved, h_prev, rest_prev):
+        dz = dh * self.slope(saved)
+        return dz, dz, None, ()  # (d xw_t, d u_t, dh_prev other than via U, d rest_prev)
+
+
+class _LSTMSteps:
+    """One step of :class:`LSTMCell` (``coupled=False``) or :class:`CIFGCell`
+    (``coupled=True``, ``f_t = 1 - i_t``), forward and backward, on ``z = x_t W + b +
+    h_in U``; the default activations only (sigmoid gates, tanh)."""
+
+    def __init__(self, cell, coupled):
+        self.coupled = coupled
+
+    def forward(self, z, h_prev, rest):
+        (c_prev,) = rest
+        if self.coupled:
+            zi, zg, zo = tf.split(z, 3, axis=-1)
+            i, g, o = tf.sigmoid(zi), tf.tanh(zg), tf.sigmoid(zo)
+            c = c_prev + i * (g - c_prev)  # (1 - i) c_prev + i g
+        else:
+            zi, zf, zg, zo = tf.split(z, 4, axis=-1)
+            i, f, g, o = tf.sigmoid(zi), tf.sigmoid(zf), tf.tanh(zg), tf.sigmoid(zo)
+            c = f * c_prev + i * g
+        tanh_c = tf.tanh(c)
+        h = o * tanh_c
+        return h, (c,), (i, None if self.coupled else f, g, o, tanh_c)
+
+    def backward(self, dh, drest, saved, h_prev, rest_prev):
+        (dc,), (c_prev,) = drest, rest_prev
+        i, f, g, o, tanh_c = saved
+        dc = dc + dh * o * _tanh_slope(tanh_c)
+        dzo = dh * tanh_c * _sigmoid_slope(o)
+        dzg = dc * i * _tanh_slope(g)
+        if self.coupled:
+            dzi = dc * (g - c_prev) * _sigmoid_slope(i)
+            dz = tf.concat([dzi, dzg, dzo], axis=-1)
+            dc_prev = dc * (1.0 - i)
+        else:
+            dzi = dc * g * _sigmoid_slope(i)
+            dzf = dc * c_prev * _sigmoid_slope(f)
+            dz = tf.concat([dzi, dzf, dzg, dzo], axis=-1)
+            dc_prev = dc * f
+        return dz, dz, None, (dc_prev,)
+
+
+class _GRUSteps:
+    """One step of :class:`GRUCell` with ``reset_after=True`` (default activations),
+    forward and backward; ``z`` holds ``x_t W + b_in`` and ``u = h_in U + b_rec`` is given
+    separately because the reset gate multiplies only ``u_h``."""
+
+    splits_recurrent = True
+
+    def __init__(self, cell):
+        pass
+
+    def forward(self, xw, u, h_prev):
+        x_z, x_r, x_h = tf.split(xw, 3, axis=-1)
+        u_z, u_r, u_h = tf.split(u, 3, axis=-1)
+        z = tf.sigmoid(x_z + u_z)
+        r = tf.sigmoid(x_r + u_r)
+        hh = tf.tanh(x_h + r * u_h)
+        h = hh + z * (h_prev - hh)  # z h_prev + (1 - z) hh
+        return h, (z, r, hh, u_h)
+
+    def backward(self, dh, saved, h_prev):
+        z, r, hh, u_h = saved
+        dzz = dh * (h_prev - hh) * _sigmoid_slope(z)
+        da = dh * (1.0 - z) * _tanh_slope(hh)  # d (x_h + r u_h)
+        dzr = da * u_h * _sigmoid_slope(r)
+        dxw = tf.concat([dzz, dzr, da], axis=-1)
+        du = tf.concat([dzz, dzr, da * r], axis=-1)
+        return dxw, du, dh * z
+
+
+def _fused_steps(cell):
+    """The step functions of the fused path for ``cell``, or None where only the plain
+    ``keras.layers.RNN`` loop applies (a non-zoo cell, other activations, the classic GRU)."""
+    rho = getattr(cell, "recurrent_activation", None)
+    default_gates = (rho is keras.activations.get("sigmoid")
+                     and cell.activation is keras.activations.get("tanh"))
+    if type(cell) is RNNCell and _slope_of(cell.activation) is not None:
+        return _ElmanSteps(cell)
+    if type(cell) is LSTMCell and default_gates:
+        return _LSTMSteps(cell, coupled=False)
+    if type(cell) is CIFGCell and default_gates:
+        return _LSTMSteps(cell, coupled=True)
+    if type(cell) is GRUCell and default_gates and cell.reset_after:
+        return _GRUSteps(cell)
+    return None
+
+
+def fused_recurrence(steps, x, states, kernel, recurrent_kernel, bias_in, bias_rec,
+                     recurrent_mask=None):
+    """Run a cell over a whole sequence with one input projection and explicit BPTT.
+
+    Forward: ``xw = x W + b_in`` for all steps as one ``(batch*time, input_dim) @
+    (input_dim, gates*units)`` matmul, then the recurrence step by step (unrolled: ``time``
+    must be static). Backward (a ``tf.custom_gradient``): the recurrence runs backwards from
+    the last step, giving the pre-activation gradients ``dz_t``, and the weight gradients
+    are one matmul each over all steps, ``dW = X^T dZ``, ``dU = H_in^T dU_z``, with ``dx =
+    dZ W^T``: backpropagation through time (Werbos 1990) arranged as cuDNN and oneDNN do it.
+
+    Args:
+        steps: a cell's step functions (from ``_fused_steps``).
+        x: ``(batch, time, input_dim)``, static ``time``, in the compute dtype.
+        states: list of ``(batch, units)`` initial states (``[h]`` or ``[h, c]``).
+        kernel, recurrent_kernel: ``(input_dim, gates*units)``, ``(units, gates*units)``.
+        bias_in: ``(gates*units,)`` added to ``x W``; bias_rec: ``(gates*units,)`` added to
+            ``h U`` (GRU with ``reset_after``) or None.
+        recurrent_mask: None or ``(batch, units)`` dropout mask on ``h_{t-1}`` (the same at
+            every step; no gradient flows to it).
+
+    Returns:
+        ``(outputs (batch, time, units), final_states)`` in the dtype of ``x``.
+    """
+    time_steps = x.shape[1]
+    gru = getattr(steps, "splits_recurrent", False)
+
+    @tf.custom_gradient
+    def run(x, kernel, recurrent_kernel, bias_in, bias_rec, *states):
+        batch, dim = tf.shape(x)[0], x.shape[-1]
+        flat_x = tf.reshape(x, [-1, dim])
+        xw = tf.reshape(tf.matmul(flat_x, kernel) + bias_in, [batch, time_steps, -1])
+        xw_t = tf.unstack(xw, axis=1)
+        h, rest = states[0], tuple(states[1:])
+        hs, h_ins, saved, h_prevs, rests = [], [], [], [], []
+        for t in range(time_steps):
+            h_in = h if recurrent_mask is None else h * recurrent_mask
+            u = tf.matmul(h_in, recurrent_kernel)
+            h_prevs.append(h)
+            rests.append(rest)
+            h_ins.append(h_in)
+            if gru:
+                h, keep = steps.forward(xw_t[t], u + bias_rec, h)
+            else:
+                h, rest, keep = steps.forward(xw_t[t] + u, h, rest)
+            hs.append(h)
+            saved.append(keep)
+        outputs = tf.stack(hs, axis=1)
+
+        def grad(d_outputs, *d_states):
+            d_states = [tf.zeros_like(s) if d is None else d for d, s in zip(d_states, states)]
+            d_outputs = tf.zeros_like(outputs) if d_outputs is None else d_outputs
+            dy = tf.unstack(d_outputs, axis=1)
+            dh, drest = d_states[0], tuple(d_states[1:])
+            dxws, dus = [None] * time_steps, [None] * time_steps
+            for t in reversed(range(time_steps)):
+                dh = dh + dy[t]
+                if gru:
+                    dxw, du, dh_direct = steps.backward(dh, saved[t], h_prevs[t])
+                else:
+                    dxw, du, dh_direct, drest = steps.backward(dh, drest, saved[t], h_prevs[t],
+                                                               rests[t])
+                dh_in = tf.matmul(du, recurrent_kernel, transpose_b=True)
+                dh = dh_in if recurrent_mask is None else dh_in * recurrent_mask
+                if dh_direct is not None:
+                    dh = dh + dh_direct
+                dxws[t], dus[t] = dxw, du
+            width = kernel.shape[-1]
+            flat_dxw = tf.reshape(tf.stack(dxws, axis=1), [-1, width])
+            flat_du = flat_dxw if not gru else tf.reshape(tf.stack(dus, axis=1), [-1, width])
+            flat_h_in = tf.reshape(tf.stack(h_ins, axis=1), [-1, h.shape[-1]])
+            dx = tf.reshape(tf.matmul(flat_dxw, kernel, transpose_b=True), tf.shape(x))
+            d_kernel = tf.matmul(flat_x, flat_dxw, transpose_a=True)
+            d_recurrent = tf.matmul(flat_h_in, flat_du, transpose_a=True)
+            d_bias_in = tf.reduce_sum(flat_dxw, axis=0)
+            d_bias_rec = tf.reduce_sum(flat_du, axis=0) if gru else tf.zeros_like(bias_rec)
+            return [dx, d_kernel, d_recurrent, d_bias_in, d_bias_rec, dh, *drest]
+
+        return (outputs, h, *rest), grad
+
+    if bias_rec is None:
+        bias_rec = tf.zeros_like(bias_in)
+    result = run(x, kernel, recurrent_kernel, bias_in, bias_rec, *states)
+    return result[0], list(result[1:])
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class FusedRNN(keras.layers.RNN):
+    """``keras.layers.RNN`` that runs the zoo's cells over a whole sequence at once when it
+    can (:func:`fused_recurrence`: one input projection for all steps and an explicit BPTT
+    backward pass), and Keras's step-by-step loop otherwise. Same arguments, weights,
+    outputs and gradients as ``keras.layers.RNN(cell, ...)``.
+
+    The fused path runs for :class:`RNNCell` (tanh, relu, sigmoid or linear), :class:`LSTMCell` and
+    :class:`CIFGCell` (sigmoid gates, tanh) and :class:`GRUCell` (``reset_after=True``,
+    sigmoid/tanh), with input and recurrent dropout, ``stateful``, ``return_state``,
+    ``return_sequences`` and ``unroll``, when the number of time steps is static (a known
+    ``time`` in the input shape) under the TensorFlow backend. A ``mask``, ``go_backwards``,
+    another cell or activation, the classic GRU (``reset_after=False``), a stack of cells or
+    an unknown number of steps take the plain loop.
+
+    Args:
+        cell: a cell instance, as ``keras.layers.RNN``.
+        fused: bool, default True; False always takes the plain loop (for comparisons).
+        **kwargs: every argument of ``keras.layers.RNN``.
+
+    Call arguments and returns: as ``keras.layers.RNN``.
+    """
+
+    def __init__(self, cell, fused=True, **kwargs):
+        super().__init__(cell, **kwargs)
+        self.fused = bool(fused)
+
+    def _fused_plan(self, sequences, mask):
+        if not self.fused or mask is not None or self.go_backwards:
+            return None
+        if keras.backend.backend() != "tensorflow" or sequences.shape[1] is None:
+            return None
+        return _fused_steps(self.cell)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        steps = self._fused_plan(sequences, mask)
+        if steps is None:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        cell = self.cell
+        dtype = cell.compute_dtype
+        x = tf.cast(sequences, dtype)
+        states = [tf.cast(s, dtype) for s in (
+            initial_state if isinstance(initial_state, (list, tuple)) else [initial_state])]
+        recurrent_mask = None
+        if training:
+            if cell._drops(cell.dropout):
+                x = x * cell.get_dropout_mask(x[:, 0])[:, None, :]
+            if cell._drops(cell.recurrent_dropout):
+                recurrent_mask = tf.stop_gradient(tf.cast(
+                    cell.get_recurrent_dropout_mask(states[0]), dtype))
+        kernel = tf.cast(cell.kernel, dtype)
+        recurrent_kernel = tf.cast(cell.recurrent_kernel, dtype)
+        width = kernel.shape[-1]
+        bias_in = bias_rec = None
+        if cell.bias is not None:
+            bias = tf.cast(cell.bias, dtype)
+            if isinstance(steps, _GRUSteps):
+                bias_in, bias_rec = bias[0], bias[1]
+            else:
+                bias_in = bias
+        if bias_in is None:
+            bias_in = tf.zeros([width], dtype)
+        outputs, states = fused_recurrence(steps, x, states, kernel, recurrent_kernel,
+                                           bias_in, bias_rec, recurrent_mask)
+        return outputs[:, -1], outputs, states
+
+    def get_config(self):
+        config = super().get_config()
+        config["fused"] = self.fused
+        return config

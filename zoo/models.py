@@ -35,6 +35,22 @@ class Perplexity(keras.metrics.Mean):
         return ops.exp(super().result())
 
 
+@tf.function(jit_compile=True)
+def _fused_cross_entropy(labels, logits):
+    """``tf.nn.sparse_softmax_cross_entropy_with_logits`` on ``(rows, vocab)`` compiled by XLA,
+    which fuses the softmax, the loss and its gradient into one pass over the logits."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def _token_cross_entropy(targets, logits):
+    """Cross-entropy in nats of int ``targets (batch, time)`` under float32 ``logits (batch,
+    time, vocab)``: one fused sparse softmax cross-entropy over ``(batch * time, vocab)``."""
+    vocab = ops.shape(logits)[-1]
+    losses = _fused_cross_entropy(tf.reshape(tf.cast(targets, "int32"), [-1]),
+                                  tf.reshape(logits, [-1, vocab]))
+    return tf.reshape(losses, tf.shape(targets))
+
+
 def sequence_cross_entropy(targets, logits, sample_weight=None):
     """Per-step cross-entropy and the mask of steps that count.
 
@@ -47,8 +63,7 @@ def sequence_cross_entropy(targets, logits, sample_weight=None):
         ``(token_losses, mask)``, both float32 ``(batch, time)``; losses in nats, already
         multiplied by the mask (0 on padding).
     """
-    losses = ops.sparse_categorical_crossentropy(targets, ops.cast(logits, "float32"),
-                                                 from_logits=True)
+    losses = _token_cross_entropy(targets, ops.cast(logits, "float32"))
     mask = ops.cast(ops.not_equal(targets, PAD_ID), "float32")
     if sample_weight is not None:
         sample_weight = ops.cast(sample_weight, "float32")

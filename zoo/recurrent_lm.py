@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras import ops
 
 from zoo.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention
-from zoo.cells import CIFGCell, GRUCell, LSTMCell, RNNCell
+from zoo.cells import CIFGCell, FusedRNN, GRUCell, LSTMCell, RNNCell
 from zoo.models import LanguageModel, build_once, token_embedding
 
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell, "cifg": CIFGCell}
@@ -135,8 +135,8 @@ class RecurrentLanguageModel(LanguageModel):
         if cell in TWO_STATE_CELLS:
             cell_kwargs["unit_forget_bias"] = init is None
         self.rnn_layers = [
-            keras.layers.RNN(CELLS[cell](units, **cell_kwargs), return_sequences=True,
-                             stateful=self.stateful, name=f"{cell}_{i}")
+            FusedRNN(CELLS[cell](units, **cell_kwargs), return_sequences=True,
+                     stateful=self.stateful, name=f"{cell}_{i}")
             for i in range(num_layers)
         ]
         self.dropout_layer = keras.layers.Dropout(self.dropout)

@@ -8,6 +8,8 @@ import tensorflow as tf
 from zoo import CIFGCell, GRUCell, LSTMCell, RNNCell
 
 B, T, D, U = 3, 50, 5, 7
+# Every test runs with keras.layers.RNN and with zoo.cells.FusedRNN (tests/zoo/conftest.py).
+pytestmark = pytest.mark.usefixtures("rnn_layer")
 
 PAIRS = {
     "rnn_tanh": (lambda: RNNCell(U), lambda: keras.layers.SimpleRNNCell(U), 1),

@@ -30,6 +30,8 @@ KERAS_OF = {RNNCell: keras.layers.SimpleRNNCell, LSTMCell: keras.layers.LSTMCell
 ZOO_CELLS = [RNNCell, LSTMCell, GRUCell]
 ALL_CELLS = ZOO_CELLS + [CIFGCell]
 TOL = dict(atol=1e-5, rtol=1e-5)
+# Every test runs with keras.layers.RNN and with zoo.cells.FusedRNN (tests/zoo/conftest.py).
+pytestmark = pytest.mark.usefixtures("rnn_layer")
 
 
 def _seq(*shape):
