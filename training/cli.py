@@ -25,6 +25,8 @@ from training.corpora import CORPORA, DATA_DIR_ENV, CorpusError, load_corpus
 
 # The preset names, without importing TensorFlow (keeps --help fast); checked against
 # zoo.PRESETS by the tests.
+# The front-end kinds (zoo.front_ends.KINDS), without importing TensorFlow.
+TOKENIZER_KINDS = ("word", "char", "wordpiece", "sentencepiece")
 PRESET_NAMES = ("rnn", "irnn", "lstm", "gru", "lstm-one-hot", "lstm-tied", "lstm-attention",
                 "keyboard", "transformer")
 
@@ -57,7 +59,17 @@ def build_parser():
     p.add_argument("--init-scale", type=float, default=None,
                    help="uniform init range for all weights (Zaremba small: 0.1)")
     p.add_argument("--max-vocab", type=int, default=None,
-                   help="keep the most frequent tokens only (raw-text corpora)")
+                   help="keep the most frequent tokens only (raw-text corpora; word "
+                        "tokenizer)")
+    p.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="word",
+                   help="text front end (zoo.front_ends): word = whole words (the corpus's "
+                        "own rules; characters for tiny-shakespeare-char), char = characters, "
+                        "wordpiece = FastWordpieceTokenizer pieces, sentencepiece = a "
+                        "SentencePiece unigram model")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="ids in all, special tokens included: the number of pieces to learn "
+                        "(required for wordpiece and sentencepiece; word: the same as "
+                        "--max-vocab + 2; char: at most the text's characters)")
     p.add_argument("--min-count", type=int, default=1)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32)
@@ -122,6 +134,12 @@ def check_args(args):
     if args.max_vocab is not None and args.max_vocab < 2:
         problems.append(f"--max-vocab must be >= 2 (<eos> and at least one word), got "
                         f"{args.max_vocab}")
+    if args.tokenizer in ("wordpiece", "sentencepiece") and args.vocab_size is None:
+        problems.append(f"--tokenizer {args.tokenizer} needs --vocab-size (e.g. 8000)")
+    if args.vocab_size is not None and args.max_vocab is not None:
+        problems.append("give --vocab-size or --max-vocab, not both")
+    if args.tokenizer != "word" and args.max_vocab is not None:
+        problems.append("--max-vocab is for --tokenizer word; use --vocab-size")
     if args.min_count < 1:
         problems.append(f"--min-count must be >= 1, got {args.min_count}")
     if not (args.lr_decay > 0 and math.isfinite(args.lr_decay)):
@@ -227,17 +245,25 @@ def train(args):
 
     from training.callbacks import Progress, ResetStates
     from training.data import stream_dataset, window_dataset
-    from zoo import PRESETS, NextWordPredictor, RecurrentLanguageModel, WordVectorizer, \
-        get_model
+    from training.evaluate import comparable_metrics
+    from zoo import PRESETS, NextWordPredictor, RecurrentLanguageModel, get_model
+    from zoo.front_ends import fit_front_end, load_front_end
 
     keras.utils.set_random_seed(args.seed)
     started = time.monotonic()
     strategy = make_strategy(args.strategy)
     corpus = load_corpus(args.corpus, args.data_dir, allow_download=not args.no_download)
     print(f"corpus: {corpus.description}", flush=True)
-    vectorizer = WordVectorizer.fit(corpus.train, corpus.standardize,
-                                    max_tokens=args.max_vocab, min_count=args.min_count,
-                                    split=corpus.split)
+    if args.tokenizer != "word" and corpus.split == "character":
+        raise ValueError(f"--corpus {args.corpus} is read as characters by the word front "
+                         f"end; for --tokenizer {args.tokenizer} use --corpus "
+                         "tiny-shakespeare.")
+    vocab_size = args.vocab_size
+    if args.tokenizer == "word" and args.max_vocab is not None:
+        vocab_size = args.max_vocab + 2  # + padding and [UNK]
+    word_options = ({"standardize": corpus.standardize, "split": corpus.split,
+                     "min_count": args.min_count} if args.tokenizer == "word" else {})
+    vectorizer = fit_front_end(args.tokenizer, corpus.train, vocab_size, **word_options)
     streams = {split: vectorizer.encode_lines(getattr(corpus, split))
                for split in ("train", "valid", "test")}
     if args.max_train_tokens:
@@ -246,7 +272,7 @@ def train(args):
         if ids.size < 2:
             raise CorpusError(f"The {split} split has {ids.size} token(s); need at least 2.")
     print("tokens: " + ", ".join(f"{k} {v.size:,}" for k, v in streams.items())
-          + f"; vocabulary {vectorizer.vocab_size:,} ids", flush=True)
+          + f"; {args.tokenizer} vocabulary {vectorizer.vocab_size:,} ids", flush=True)
 
     check_memory(args, vectorizer.vocab_size)
     recurrent = issubclass(PRESETS[args.model][0], RecurrentLanguageModel)
@@ -299,7 +325,7 @@ def train(args):
         shutil.rmtree(backup_dir, ignore_errors=True)
     elif os.path.isdir(backup_dir):  # written by BackupAndRestore at each epoch end
         try:
-            previous = WordVectorizer.load(args.output).vocabulary
+            previous = load_front_end(args.output).vocabulary
         except FileNotFoundError:
             previous = None
         if previous is not None and previous != vectorizer.vocabulary:
@@ -310,7 +336,8 @@ def train(args):
         print(f"resuming the interrupted run from {backup_dir} (--fresh starts over)", flush=True)
     resuming = os.path.isdir(backup_dir)
     history_csv = os.path.join(args.output, "history.csv")
-    vectorizer.save(args.output)  # before training: a resumed run checks it
+    vectorizer.save(args.output)  # before training: a resumed run checks it (word kind:
+    # vocab.txt and text.json, as before; every kind: front_end.json)
     write_calibration_text(corpus.train, os.path.join(args.output, "calibration.txt"))
     progress = Progress(args.time_budget_minutes)
     callbacks = [
@@ -366,6 +393,12 @@ def train(args):
         for split in ("valid", "test"):
             results[f"{split}_bits_per_character"] = (results[f"{split}_loss_nats_per_token"]
                                                       / np.log(2))
+    for split in ("valid", "test"):  # per word and per character, whatever the tokenizer
+        comparable = comparable_metrics(results[f"{split}_loss_nats_per_token"],
+                                        streams[split].size - 1, getattr(corpus, split))
+        results[f"{split}_per_word_perplexity"] = comparable["per_word_perplexity"]
+        if corpus.split != "character":
+            results[f"{split}_bits_per_character"] = comparable["bits_per_character"]
     if not all(math.isfinite(v) for v in results.values()):
         raise FloatingPointError(
             f"Training diverged (valid perplexity {results['valid_perplexity']}); the model "
@@ -374,7 +407,7 @@ def train(args):
             "--clipnorm.")
     predictor = NextWordPredictor(vectorizer, model)
     predictor.save(args.output)
-    if args.keyboard_metrics and corpus.split != "character":
+    if args.keyboard_metrics and corpus.split != "character" and args.tokenizer == "word":
         from training.evaluate import KEYBOARD_FIELDS, keyboard_report
 
         report = keyboard_report(model, vectorizer, streams["test"], bptt=args.bptt,
@@ -386,6 +419,7 @@ def train(args):
         "corpus": args.corpus,
         "model": args.model,
         "parameters": params,
+        "tokenizer": args.tokenizer,
         "vocab_size": vectorizer.vocab_size,
         "epochs_run": epochs_run,
         "train_tokens_per_second": tokens_trained / fit_seconds if tokens_trained else None,
@@ -401,7 +435,9 @@ def train(args):
         json.dump(metrics, f, indent=1)
     print(f"valid loss {results['valid_loss_nats_per_token']:.4f} nats/token | "
           f"valid perplexity {results['valid_perplexity']:.2f} | "
-          f"test perplexity {results['test_perplexity']:.2f} | "
+          f"test perplexity {results['test_perplexity']:.2f} per {args.tokenizer} token, "
+          f"{results['test_per_word_perplexity']:.2f} per word, "
+          f"{results['test_bits_per_character']:.3f} bits/char | "
           f"{metrics['train_tokens_per_second'] or 0:,.0f} train tokens/s | "
           f"wall {metrics['wall_seconds']:.0f} s | saved {args.output}", flush=True)
     if "top1_accuracy" in results:

@@ -13,7 +13,8 @@ import tensorflow as tf
 
 import zoo.presets  # noqa: F401  (registers every model class for load_model)
 from zoo.sampling import sample_in_graph
-from zoo.text import OOV_ID, PAD_ID, WordVectorizer
+from zoo.front_ends import as_front_end, load_front_end
+from zoo.text import OOV_ID, PAD_ID
 
 MODEL_FILE = "model.keras"
 
@@ -22,15 +23,18 @@ class NextWordPredictor:
     """Raw strings in, the ``k`` most likely next words and their probabilities out.
 
     Args:
-        vectorizer: a :class:`zoo.text.WordVectorizer`.
+        vectorizer: the text front end, a :class:`zoo.front_ends.FrontEnd` of any kind (a
+            :class:`zoo.text.WordVectorizer` is wrapped as the ``word`` kind); kept as
+            ``self.vectorizer`` and ``self.front_end``.
         model: a :class:`zoo.models.LanguageModel` whose ``vocab_size`` equals the
-            vectoriser's.
+            front end's.
 
     Raises:
         ValueError: the two vocabulary sizes differ.
     """
 
     def __init__(self, vectorizer, model):
+        vectorizer = as_front_end(vectorizer)
         if model.vocab_size != vectorizer.vocab_size:
             raise ValueError(
                 f"The model predicts over {model.vocab_size} ids but the vocabulary has "
@@ -38,9 +42,13 @@ class NextWordPredictor:
             )
         if getattr(model, "stateful", False):
             model = model.stateless_copy()  # prompts come in batches of any size
-        self.vectorizer = vectorizer
+        self.vectorizer = self.front_end = vectorizer
         self.model = model
         self._vocab = tf.constant(vectorizer.vocabulary)
+        self._surface = tf.constant(vectorizer.surface_table())
+        self._names = tf.constant([
+            vectorizer.pieces[i] if i in (PAD_ID, vectorizer.eos_id)
+            else vectorizer.piece_text(i) for i in range(vectorizer.vocab_size)])
         # Padding and the OOV id are never proposed as a next word. (A corpus's own
         # "<unk>" token, as in PTB, is a word of its vocabulary and can be.)
         self._not_word = tf.constant([PAD_ID, OOV_ID], tf.int32)
@@ -62,7 +70,8 @@ class NextWordPredictor:
         return tf.nn.softmax(tf.cast(last, tf.float32), axis=-1)
 
     def top_k(self, text, k=5, max_prompt_tokens=None):
-        """The ``k`` most likely next words.
+        """The ``k`` most likely next words (for a subword front end, see
+        :func:`subword_next_words`).
 
         Args:
             text: ``tf.string`` ``(batch,)``.
@@ -74,13 +83,23 @@ class NextWordPredictor:
             ``(batch, k)``, most likely first. Probabilities are the model's (not
             renormalised after leaving out padding and ``[UNK]``).
         """
+        if self.front_end.kind != "word":
+            return subword_next_words(self, text, k, max_prompt_tokens)
+        return self.top_k_tokens(text, k, max_prompt_tokens)
+
+    def top_k_tokens(self, text, k=5, max_prompt_tokens=None):
+        """The ``k`` most likely next tokens (words, or pieces' surface text without their
+        ``"##"``/U+2581 marker), arguments and result as :meth:`top_k`."""
         probs = self.next_word_distribution(text, max_prompt_tokens)
         drop = tf.scatter_nd(self._not_word[:, None],
                              tf.ones_like(self._not_word, tf.float32),
                              [self.vectorizer.vocab_size])
         values, indices = tf.math.top_k(probs - 2.0 * drop, k=k)
-        return {"words": tf.gather(self._vocab, indices),
-                "probabilities": tf.maximum(values, 0.0)}
+        if self.front_end.kind == "word":
+            words = tf.gather(self._vocab, indices)
+        else:  # a piece's text without its marker; the end of line reads as "<eos>"
+            words = tf.gather(self._names, indices)
+        return {"words": words, "probabilities": tf.maximum(values, 0.0)}
 
     def score(self, text, max_prompt_tokens=None):
         """Log-probabilities of each text's tokens, each given the ones before it (the first
@@ -147,7 +166,8 @@ class NextWordPredictor:
         Returns:
             dict: ``continuation`` ``tf.string (batch,)`` (tokens joined by a space, or
             nothing for characters); ``num_tokens`` int32 ``(batch,)``. Padding and
-            ``[UNK]`` are never generated. A model with ``max_length`` positions (the
+            ``[UNK]`` are never generated. Subword pieces are joined into words
+            (:meth:`zoo.front_ends.FrontEnd.surface_table`). A model with ``max_length`` positions (the
             Transformer) reads only the last ``max_length - max_new_tokens`` prompt tokens
             (at least 1) and generates at most ``max_length - 1`` tokens.
         """
@@ -155,6 +175,7 @@ class NextWordPredictor:
         banned = tf.scatter_nd(self._not_word[:, None], tf.ones_like(self._not_word, tf.bool),
                                [self.vectorizer.vocab_size])
         separator = "" if self.vectorizer.split == "character" else " "
+        subword = self.front_end.kind != "word"
 
         positions = getattr(self.model, "max_length", None)  # a Transformer's window
 
@@ -192,6 +213,9 @@ class NextWordPredictor:
                 (tf.constant(0), logits, states, tf.TensorArray(tf.int32, size=n)),
                 shape_invariants=(tf.TensorShape([]), tf.TensorShape([1, vocab]), grow,
                                   tf.TensorShape(None)))
+            if subword:  # pieces carry their own spaces
+                words = tf.gather(self._surface, out.stack())
+                return tf.strings.strip(tf.strings.reduce_join(words)), n
             words = tf.gather(self._vocab, out.stack())
             return tf.strings.reduce_join(words, separator=separator), n
 
@@ -203,7 +227,8 @@ class NextWordPredictor:
         return {"continuation": continuation, "num_tokens": count}
 
     def save(self, directory):
-        """Write ``model.keras``, ``vocab.txt`` and ``text.json`` into ``directory``."""
+        """Write ``model.keras`` and the front end (``front_end.json`` and its files; the
+        ``word`` kind also ``vocab.txt`` and ``text.json``) into ``directory``."""
         os.makedirs(directory, exist_ok=True)
         self.vectorizer.save(directory)
         self.model.save(os.path.join(directory, MODEL_FILE))
@@ -213,7 +238,7 @@ class NextWordPredictor:
         """Load what :meth:`save` wrote (``safe_mode=True``).
 
         Raises:
-            FileNotFoundError: ``directory`` lacks one of the three files.
+            FileNotFoundError: ``directory`` lacks the model or the front end's files.
         """
         path = os.path.join(directory, MODEL_FILE)
         if not os.path.exists(path):
@@ -221,6 +246,28 @@ class NextWordPredictor:
                 f"{path} is missing: {directory} is not a training run folder "
                 "(nwp-train --output writes one)."
             )
-        vectorizer = WordVectorizer.load(directory)
+        vectorizer = load_front_end(directory)
         model = keras.saving.load_model(path, safe_mode=True)
         return cls(vectorizer, model)
+
+
+def subword_next_words(predictor, text, k=5, max_prompt_tokens=None):
+    """The next-word answer of a subword model (``wordpiece``, ``sentencepiece``, ``char``).
+
+    THE HOOK for the subword next-word search: today it returns the ``k`` most likely next
+    *pieces* (their surface text, marker stripped), which is what ``serving_default`` serves
+    for a subword model. A beam search over pieces to the next word boundary (using the
+    front end's ``word_start_mask()`` and ``piece_text()``) replaces this one function and
+    keeps its signature and output.
+
+    Args:
+        predictor: a :class:`NextWordPredictor` with a subword front end.
+        text: ``tf.string`` ``(batch,)``.
+        k: int >= 1.
+        max_prompt_tokens: read only the last this many prompt tokens.
+
+    Returns:
+        dict: ``words`` ``tf.string (batch, k)``, ``probabilities`` float32 ``(batch, k)``,
+        most likely first (the pieces' own probabilities).
+    """
+    return predictor.top_k_tokens(text, k, max_prompt_tokens)
