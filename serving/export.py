@@ -1,7 +1,9 @@
 """``nwp-export``: write a trained run as a SavedModel in TF Serving's layout.
 
-The SavedModel holds the text front end (``keras.layers.TextVectorization``) and the
-language model in one graph, with three signatures, four for a model with attention (every input has batch dimension -1, so
+The SavedModel holds the text front end (``zoo.front_ends``: the word kind's
+``keras.layers.TextVectorization``, or tensorflow-text's WordPiece/SentencePiece ops, which
+need ``import tensorflow_text`` before loading; ``tensorflow_model_server`` links them) and
+the language model in one graph, with four signatures, five for a model with attention (every input has batch dimension -1, so
 TF Serving's row format works)::
 
     serving_default
@@ -17,6 +19,11 @@ TF Serving's row format works)::
       inputs:  text DT_STRING [-1]
       outputs: token_log_probs DT_FLOAT [-1, -1] (nats, 0-padded), num_tokens DT_INT32 [-1],
                perplexity DT_FLOAT [-1]
+
+    tokenize
+      inputs:  text DT_STRING [-1]
+      outputs: ids DT_INT32 [-1, -1] (the front end's token ids, 0-padded, no <eos>),
+               num_tokens DT_INT32 [-1]
 
     attention   (only for models with attention: lstm-attention, the Transformer)
       inputs:  text DT_STRING [-1]
@@ -204,13 +211,16 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
 
     archive = keras.export.ExportArchive()
     archive.track(predictor.model)
-    archive.track(predictor.vectorizer.layer)
+    for resource in predictor.front_end.trackables:  # the tokenizer's tables and models
+        archive.track(resource)
     archive.add_endpoint(SIGNATURE_KEY, serve, input_signature=[spec(tf.string, INPUT_KEY)])
     archive.add_endpoint("generate", generate, input_signature=[
         spec(tf.string, "text"), spec(tf.int32, "max_new_tokens"),
         spec(tf.float32, "temperature"), spec(tf.int32, "top_k"), spec(tf.float32, "top_p"),
         spec(tf.int64, "seed")])
     archive.add_endpoint("score", score, input_signature=[spec(tf.string, "text")])
+    archive.add_endpoint(TOKENIZE_KEY, predictor.front_end.tokenize_outputs,
+                         input_signature=[spec(tf.string, "text")])
     warmup = dict(WARMUP)
     if getattr(predictor.model, "has_attention", False):
         def attention(text):
@@ -279,6 +289,7 @@ WARMUP = {
     "score": {"text": ["the"]},
 }
 ATTENTION_KEY = "attention"
+TOKENIZE_KEY = "tokenize"
 ATTENTION_OUTPUT_KEYS = ("tokens", "num_tokens", "weights")
 ATTENTION_WARMUP = {"text": ["the"]}  # only written for models with an attention signature
 _WARMUP_DTYPES = {"max_new_tokens": "int32", "temperature": "float32", "top_k": "int32",

@@ -156,6 +156,19 @@ class FrontEnd:
             return np.zeros([0], np.int32)
         return np.concatenate(parts).astype(np.int32)
 
+    def tokenize_outputs(self, text):
+        """What a ``tokenize`` signature returns (graph mode; the same ids as :meth:`encode`).
+
+        Args:
+            text: ``tf.string`` ``(batch,)``.
+
+        Returns:
+            dict: ``ids`` int32 ``(batch, time)`` right-padded with ``pad_id`` and
+            ``num_tokens`` int32 ``(batch,)``.
+        """
+        ids = self.encode(text)
+        return {"ids": ids.to_tensor(PAD_ID), "num_tokens": tf.cast(ids.row_lengths(), tf.int32)}
+
     def prompt_ids(self, text, max_tokens=None):
         """Ids of prompts for next-token prediction, ``eos_id`` first (graph mode); the same
         contract as :meth:`zoo.text.WordVectorizer.prompt_ids`.
@@ -444,7 +457,7 @@ class SentencePieceFrontEnd(FrontEnd):
 
     @property
     def trackables(self):
-        return [self._tokenizer]
+        return []  # the model is a constant captured by the graph; nothing to track
 
     def _encode(self, text):
         return self._tokenizer.tokenize(text)
@@ -512,6 +525,31 @@ class SentencePieceFrontEnd(FrontEnd):
             raise FrontEndError(f"SentencePiece cannot train a {vocab_size}-piece {kind} "
                                 f"model on this text: {err}") from None
         return cls(model.getvalue(), kind=kind)
+
+
+class TokenizerModule(tf.Module):
+    """A ``tf.Module`` with one ``tokenize`` function: the graph a SavedModel or a LiteRT
+    ``tokenizer.tflite`` carries for a front end.
+
+    ``tokenize(text)``: ``text`` ``tf.string`` ``(batch,)`` -> dict ``ids`` int32
+    ``(total,)`` (every row's ids, concatenated) and ``row_splits`` int32 ``(batch + 1,)``
+    (row ``i`` is ``ids[row_splits[i]:row_splits[i+1]]``): the ragged ids of
+    :meth:`FrontEnd.encode` as two flat tensors, which LiteRT can return.
+
+    Args:
+        front_end: a :class:`FrontEnd`.
+    """
+
+    def __init__(self, front_end):
+        super().__init__()
+        self.front_end = front_end
+        self.resources = list(front_end.trackables)
+        self.tokenize = tf.function(
+            self._tokenize, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+
+    def _tokenize(self, text):
+        ids = self.front_end.encode(text)
+        return {"ids": ids.flat_values, "row_splits": tf.cast(ids.row_splits, tf.int32)}
 
 
 def fit_front_end(kind, lines, vocab_size=None, **word_options):
