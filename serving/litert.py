@@ -67,7 +67,8 @@ class TFLiteTokenizer:
     Args:
         directory: the bundle folder.
         config: the manifest's ``tokenizer`` entry (``file``, ``signature``, ``eos_id``,
-            ``surface``: each id's text, a leading space where it starts a word).
+            ``surface``: each id's text, a leading space where it starts a word; ``names``:
+            each id's name in an answer).
 
     Raises:
         BundleError: a missing file, or tensorflow-text's op registrar cannot be loaded.
@@ -93,8 +94,7 @@ class TFLiteTokenizer:
         self.surface = list(config["surface"])
         self.eos_id = int(config["eos_id"])
         self.vocab_size = len(self.surface)
-        self.vocabulary = [s.strip() or ("<eos>" if i == self.eos_id else s)
-                           for i, s in enumerate(self.surface)]
+        self.vocabulary = list(config["names"])  # as the SavedModel names its answers
 
     def encode_batch(self, texts):
         """Ids of each text: ``list`` of ``list[int]`` (no end-of-line id)."""

@@ -448,7 +448,8 @@ def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
                      "custom_op_registerers":
                          "tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS",
                      "eos_id": int(predictor.front_end.eos_id),
-                     "surface": predictor.front_end.surface_table()}
+                     "surface": predictor.front_end.surface_table(),
+                     "names": predictor.front_end.piece_names()}
     with open(os.path.join(directory, TFLITE_FILE), "wb") as f:
         f.write(content)
     config = model.get_config()

@@ -203,6 +203,12 @@ class FrontEnd:
     def _strip_marker(self, piece):
         return piece
 
+    def piece_names(self):
+        """``list[str]`` by id: how an answer names each id: the piece's text without its
+        marker (:meth:`piece_text`), and the piece itself for padding and end of line."""
+        return [self.pieces[i] if i in (self.pad_id, self.eos_id) else self.piece_text(i)
+                for i in range(self.vocab_size)]
+
     def surface_table(self):
         """``list[str]`` by id: each piece's text with a leading space where it starts a new
         word (``""`` for padding, ``"\\n"`` for end of line). Joining a row's entries and
@@ -230,11 +236,19 @@ class FrontEnd:
         return "\n".join(" ".join(line.split()) for line in text.split("\n"))
 
     def check_prompt(self, text):
-        """Raise :class:`FrontEndError` for a prompt that gives no tokens: empty (or only
-        white space), or only characters this front end drops. Returns its ids
-        (``list[int]``) otherwise."""
-        if not text.strip():
+        """Refuse a prompt that gives no tokens; returns its ids (``list[int]``) otherwise.
+
+        Raises:
+            FrontEndError: the prompt is empty; it has only white space (``str.isspace``,
+                Unicode's: every front end drops it); or only characters this front end
+                drops (none of today's kinds drop more than white space, but a
+                standardisation may).
+        """
+        if not text:
             raise FrontEndError("The prompt is empty: send some text to continue.")
+        if not text.strip():
+            raise FrontEndError(f"The prompt {text!r} has only white space, which the "
+                                f"{self.kind} tokenizer drops: send some words.")
         ids = self.encode(text)[0].numpy().tolist()
         if not ids:
             raise FrontEndError(f"The prompt {text!r} has only characters the {self.kind} "

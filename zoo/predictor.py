@@ -46,9 +46,7 @@ class NextWordPredictor:
         self.model = model
         self._vocab = tf.constant(vectorizer.vocabulary)
         self._surface = tf.constant(vectorizer.surface_table())
-        self._names = tf.constant([
-            vectorizer.pieces[i] if i in (PAD_ID, vectorizer.eos_id)
-            else vectorizer.piece_text(i) for i in range(vectorizer.vocab_size)])
+        self._names = tf.constant(vectorizer.piece_names())
         # Padding and the OOV id are never proposed as a next word. (A corpus's own
         # "<unk>" token, as in PTB, is a word of its vocabulary and can be.)
         self._not_word = tf.constant([PAD_ID, OOV_ID], tf.int32)
