@@ -38,8 +38,9 @@ The contract every front end keeps (the subword next-word search relies on it):
 * ``word_start_mask()``: NumPy bool ``(vocab_size,)``, True where a piece begins a new word:
   ``word``: every real word; ``wordpiece``: pieces not starting with ``"##"``;
   ``sentencepiece``/``char``: pieces starting with U+2581. ``eos_id`` is a boundary (True);
-  padding and the unknown ids are False... except a ``word`` front end's ``"<unk>"`` word,
-  which is a word.
+  padding is False; ``[UNK]`` (id 1) is True for ``word`` and ``wordpiece`` (it stands for a
+  whole unknown word) and False for ``sentencepiece``/``char`` (an unknown character inside
+  a word).
 * ``piece_text(id) -> str``: the piece's surface text without the ``"##"``/U+2581 marker.
 * ``save(dir)`` / :func:`load_front_end` ``(dir)`` (reads the kind from ``front_end.json``;
   a run folder from before front ends, with only ``text.json``, loads as ``word``).
@@ -302,7 +303,7 @@ class WordFrontEnd(FrontEnd):
 
     def word_start_mask(self):
         mask = np.ones([self.vocab_size], bool)
-        mask[[PAD_ID, OOV_ID]] = False
+        mask[PAD_ID] = False
         if self.split == "character":  # a character model: a word ends at a space
             mask[:] = False
             if " " in self.pieces:
@@ -390,7 +391,7 @@ class WordPieceFrontEnd(FrontEnd):
 
     def word_start_mask(self):
         mask = np.array([not p.startswith(JOINER) for p in self.pieces])
-        mask[[PAD_ID, OOV_ID]] = False
+        mask[PAD_ID] = False  # [UNK] replaces a whole word: a word start
         return mask
 
     def _strip_marker(self, piece):
