@@ -4,10 +4,13 @@ Example::
 
     nwp-train --corpus ptb --data-dir DIR --epochs 4 --output runs/ptb
 
-The run folder gets ``model.keras``, ``vocab.txt``, ``text.json`` (what ``nwp-export``
-needs), ``history.json`` (per-epoch loss, perplexity, pre-clip gradient norm) and
-``metrics.json`` (valid and test perplexity, top-1/top-3 next-word accuracy and keystroke
-savings on the test split at word level, tokens/s, wall time).
+The run folder gets ``model.keras`` and the text front end (``front_end.json`` and its files;
+``--tokenizer word``, the default, also ``vocab.txt`` and ``text.json``: what ``nwp-export``,
+``nwp-evaluate`` and ``nwp-serve`` need), ``history.json`` (per-epoch loss, perplexity,
+pre-clip gradient norm) and ``metrics.json`` (valid and test perplexity per token, per-word
+perplexity and bits per character (``training.evaluate.comparable_metrics``), top-1/top-3
+next-word accuracy and keystroke savings on the test split for word-level runs, tokens/s,
+wall time).
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ Example::
 
     nwp-evaluate --run runs/ptb
 
-Runs the run's model over the test text and reports, next to perplexity, the top-1 and
-top-3 next-word accuracy and the keystroke savings of a 3-word suggestion strip (next-word
+Runs the run's model over the test text and reports, next to perplexity per token, the
+per-word perplexity and bits per character (comparable across tokenizers:
+:func:`comparable_metrics`), the top-1 and top-3 next-word accuracy (for a subword front end:
+of the next *piece*, and no keystroke savings) and the keystroke savings of a 3-word suggestion strip (next-word
 and with prefix completion); the definitions are in :class:`zoo.keyboard_metrics.
 KeyboardMetrics` and ``docs/results.md``. The numbers are printed and written to
 ``<run>/keyboard_metrics.json``.
