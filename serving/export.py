@@ -242,6 +242,10 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
                     or out["weights"].shape[-1] != out["tokens"].shape[-1]):
                 raise RuntimeError(f"The exported attention signature returned {dict(out)}; "
                                    "not exporting.")
+        tokens = loaded[TOKENIZE_KEY](text=tf.constant(["", "the"]))
+        if sorted(tokens) != ["ids", "num_tokens"] or tokens["num_tokens"].numpy()[0] != 0:
+            raise RuntimeError(f"The exported tokenize signature returned {dict(tokens)}; not "
+                               "exporting.")
         for name, inputs in warmup.items():  # every signature runs before it is published
             loaded[name](**{k: tf.constant(v, dtype=_WARMUP_DTYPES[k])
                             for k, v in inputs.items()})
