@@ -254,8 +254,9 @@ def test_counts_for_comparable_numbers():
 def test_comparable_metrics_by_hand():
     from training.evaluate import comparable_metrics
 
-    got = comparable_metrics(2.0, 10, ["a b", "c"])  # 20 nats, 4 words, 6 characters
-    assert got["per_word_perplexity"] == pytest.approx(np.exp(20 / 4))
+    # 20 nats; words: 2 + 1 end of line, 1 + 1 = 5; characters: 3 + 1, 1 + 1 = 6
+    got = comparable_metrics(2.0, 10, ["a b", "c"])
+    assert got["per_word_perplexity"] == pytest.approx(np.exp(20 / 5))
     assert got["bits_per_character"] == pytest.approx(20 / np.log(2) / 6)
 
 
