@@ -34,7 +34,8 @@ The contract every front end keeps (the subword next-word search relies on it):
   ``tf.RaggedTensor`` int32 ``(batch, (tokens))`` (eager, ``tf.function`` and SavedModel
   graphs alike). ``decode(ids) -> str`` inverts it up to the normalisation: white space
   collapsed to single spaces and stripped at both ends (``word`` kind: its standardisation
-  too); ``eos_id`` decodes to a line break.
+  too; SentencePiece kinds treat only ASCII white space as white space, other Unicode
+  spaces are characters); ``eos_id`` decodes to a line break.
 * ``word_start_mask()``: NumPy bool ``(vocab_size,)``, True where a piece begins a new word:
   ``word``: every real word; ``wordpiece``: pieces not starting with ``"##"``;
   ``sentencepiece``/``char``: pieces starting with U+2581. ``eos_id`` is a boundary (True);
@@ -45,6 +46,11 @@ The contract every front end keeps (the subword next-word search relies on it):
 * ``save(dir)`` / :func:`load_front_end` ``(dir)`` (reads the kind from ``front_end.json``;
   a run folder from before front ends, with only ``text.json``, loads as ``word``).
 * :func:`fit_front_end` ``(kind, lines, vocab_size)`` learns one from training lines.
+* Also: ``encode_lines`` (training streams), ``prompt_ids`` (``eos_id`` first, as the
+  models read prompts), ``tokenize_outputs`` (the SavedModel's ``tokenize`` signature),
+  ``surface_table`` (each id's text with a leading space where it starts a word: joining a
+  row and stripping gives ``decode``), ``piece_names`` (how answers name ids),
+  ``check_prompt`` (refuses empty and white-space-only prompts) and ``trackables``.
 
 Comparable numbers across kinds: :func:`count_words` (whitespace words plus one end of line
 per line) and :func:`count_characters` give the denominators of per-word perplexity and bits
