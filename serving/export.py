@@ -1,7 +1,9 @@
 """``nwp-export``: write a trained run as a SavedModel in TF Serving's layout.
 
-The SavedModel holds the text front end (``keras.layers.TextVectorization``) and the
-language model in one graph, with four signatures, five for a model with attention (every
+The SavedModel holds the text front end (``zoo.front_ends``: the word kind's
+``keras.layers.TextVectorization``, or tensorflow-text's WordPiece/SentencePiece ops, which
+need ``import tensorflow_text`` before loading; ``tensorflow_model_server`` links them) and
+the language model in one graph, with five signatures, six for a model with attention (every
 input has batch dimension -1, so TF Serving's row format works)::
 
     serving_default
@@ -27,6 +29,11 @@ input has batch dimension -1, so TF Serving's row format works)::
       The typed word is what follows the last white space; the words are the vocabulary's
       that start with it (:meth:`zoo.NextWordPredictor.complete`). A prefix that no word
       starts with answers "" and 0 in every slot; an empty prompt is INVALID_ARGUMENT.
+
+    tokenize
+      inputs:  text DT_STRING [-1]
+      outputs: ids DT_INT32 [-1, -1] (the front end's token ids, 0-padded, no <eos>),
+               num_tokens DT_INT32 [-1]
 
     attention   (only for models with attention: lstm-attention, the Transformer)
       inputs:  text DT_STRING [-1]
@@ -247,20 +254,20 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
 
     archive = keras.export.ExportArchive()
     archive.track(predictor.model)
-    archive.track(predictor.vectorizer.layer)
+    for resource in predictor.front_end.trackables:  # the tokenizer's tables and models
+        archive.track(resource)
     archive.add_endpoint(SIGNATURE_KEY, serve, input_signature=[spec(tf.string, INPUT_KEY)])
     archive.add_endpoint("generate", generate, input_signature=[
         spec(tf.string, "text"), spec(tf.int32, "max_new_tokens"),
         spec(tf.float32, "temperature"), spec(tf.int32, "top_k"), spec(tf.float32, "top_p"),
         spec(tf.int64, "seed")])
     archive.add_endpoint("score", score, input_signature=[spec(tf.string, "text")])
+    archive.add_endpoint(TOKENIZE_KEY, predictor.front_end.tokenize_outputs,
+                         input_signature=[spec(tf.string, "text")])
     warmup = dict(WARMUP)
     if has_complete(predictor):
         archive.add_endpoint(COMPLETE_KEY, complete, input_signature=[spec(tf.string, "text")])
         warmup[COMPLETE_KEY] = COMPLETE_WARMUP
-    search = getattr(predictor, "word_search", None)
-    if search is not None and isinstance(search.front_end, tf.Module):
-        archive.track(search.front_end)  # a subword front end's tokenizer resources
     if getattr(predictor.model, "has_attention", False):
         def attention(text):
             return predictor.attention(text, max_prompt_tokens=max_prompt_tokens)
@@ -289,6 +296,10 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
                         or out["weights"].shape[-1] != out["tokens"].shape[-1]):
                     raise RuntimeError(f"The exported attention signature returned {dict(out)}; "
                                        "not exporting.")
+            tokens = loaded[TOKENIZE_KEY](text=tf.constant(["", "the"]))
+            if sorted(tokens) != ["ids", "num_tokens"] or tokens["num_tokens"].numpy()[0] != 0:
+                raise RuntimeError(f"The exported tokenize signature returned {dict(tokens)}; "
+                                   "not exporting.")
             for name, inputs in warmup.items():  # every signature runs before it is published
                 loaded[name](**{k: tf.constant(v, dtype=_WARMUP_DTYPES[k])
                                 for k, v in inputs.items()})
@@ -338,6 +349,7 @@ WARMUP = {
 }
 COMPLETE_WARMUP = {"text": ["the"]}  # only written for models with a complete signature
 ATTENTION_KEY = "attention"
+TOKENIZE_KEY = "tokenize"
 ATTENTION_OUTPUT_KEYS = ("tokens", "num_tokens", "weights")
 ATTENTION_WARMUP = {"text": ["the"]}  # only written for models with an attention signature
 _WARMUP_DTYPES = {"max_new_tokens": "int32", "temperature": "float32", "top_k": "int32",

@@ -3,9 +3,10 @@
 This is what a phone app does, in Python: load the bundle that ``nwp-export --litert``
 wrote (``model.tflite``, ``litert.json``, the tokenizer), turn the prompt into ids with the
 same rules as training (:mod:`serving.tokenizer`), feed them one by one through the
-``step`` signature while carrying the state, and show the ``k`` most likely next words. It
-imports only ``ai_edge_litert``, NumPy and the standard library (a test checks that
-``tensorflow`` is never imported).
+``step`` signature while carrying the state, and show the ``k`` most likely next words. For a
+``word`` front end it imports only ``ai_edge_litert``, NumPy and the standard library (a
+test checks that ``tensorflow`` is never imported); a subword bundle's ``tokenizer.tflite``
+needs tensorflow-text's TFLite op registrar (:class:`TFLiteTokenizer`).
 
 Python API::
 
@@ -51,11 +52,67 @@ from serving.tokenizer import OOV_ID, PAD_ID, WHITESPACE, Tokenizer, standardize
 TFLITE_FILE = "model.tflite"  # the name TF Serving's --prefer_tflite_model looks for
 MANIFEST_FILE = "litert.json"
 SIGNATURE = "step"
+TOKENIZER_TFLITE_FILE = "tokenizer.tflite"  # a subword front end's tokenizer (TFText ops)
+TOKENIZER_SIGNATURE = "tokenize"
 FORMAT_VERSION = 1
 
 
 class BundleError(ValueError):
     """A folder that is not a LiteRT bundle, or a damaged one (the message says why)."""
+
+
+class TFLiteTokenizer:
+    """A subword bundle's tokenizer: ``tokenizer.tflite`` (signature ``tokenize``, the
+    front end's tensorflow-text ops as TFLite custom ops) run with
+    ``InterpreterWithCustomOps`` and ``tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS``
+    (this one path imports ``tensorflow_text``; the ``word`` bundles stay TF-free).
+
+    Args:
+        directory: the bundle folder.
+        config: the manifest's ``tokenizer`` entry (``file``, ``signature``, ``eos_id``,
+            ``surface``: each id's text, a leading space where it starts a word; ``names``:
+            each id's name in an answer).
+
+    Raises:
+        BundleError: a missing file, or tensorflow-text's op registrar cannot be loaded.
+    """
+
+    def __init__(self, directory, config):
+        from ai_edge_litert.interpreter import InterpreterWithCustomOps
+
+        path = os.path.join(directory, config.get("file", TOKENIZER_TFLITE_FILE))
+        if not os.path.exists(path):
+            raise BundleError(f"{path} is missing: the bundle is incomplete.")
+        try:
+            import tensorflow_text
+        except ImportError as err:
+            raise BundleError(f"This bundle's {config.get('kind')} tokenizer uses "
+                              f"tensorflow-text's TFLite ops, which need tensorflow-text "
+                              f"installed ({err}).") from None
+        self.interpreter = InterpreterWithCustomOps(
+            model_path=path,
+            custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS)
+        self._runner = self.interpreter.get_signature_runner(
+            config.get("signature", TOKENIZER_SIGNATURE))
+        self.surface = list(config["surface"])
+        self.eos_id = int(config["eos_id"])
+        self.vocab_size = len(self.surface)
+        self.vocabulary = list(config["names"])  # as the SavedModel names its answers
+
+    def encode_batch(self, texts):
+        """Ids of each text: ``list`` of ``list[int]`` (no end-of-line id)."""
+        out = self._runner(text=np.array(list(texts), dtype=object))
+        ids, splits = out["ids"], out["row_splits"]
+        return [ids[splits[i]:splits[i + 1]].tolist() for i in range(len(splits) - 1)]
+
+    def encode(self, text):
+        """Ids of ``text``'s tokens (``list[int]``), without the leading ``<eos>``."""
+        return self.encode_batch([text])[0]
+
+    def prompt_ids(self, text, max_tokens=None):
+        """``eos_id`` then the ids of ``text``, the last ``max_tokens`` kept."""
+        ids = [self.eos_id] + self.encode(text)
+        return ids if max_tokens is None else ids[-int(max_tokens):]
 
 
 def _softmax(logits):
@@ -107,8 +164,12 @@ class LiteRTPredictor:
         if not os.path.exists(model_path):
             raise BundleError(f"{model_path} is missing: the bundle is incomplete.")
         try:
-            self.tokenizer = Tokenizer.load(directory)
-        except (OSError, ValueError) as err:
+            config = manifest.get("tokenizer") or {"format": "json"}
+            if config.get("format") == "tflite":  # a subword front end (TFText ops)
+                self.tokenizer = TFLiteTokenizer(directory, config)
+            else:
+                self.tokenizer = Tokenizer.load(directory)
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise BundleError(f"The tokenizer in {directory} cannot be loaded: {err}") from None
         try:
             self.interpreter = Interpreter(model_path=model_path, num_threads=num_threads)

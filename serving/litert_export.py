@@ -48,7 +48,9 @@ import warnings
 
 import numpy as np
 
-from serving.litert import FORMAT_VERSION, MANIFEST_FILE, SIGNATURE, TFLITE_FILE  # noqa: E402
+from serving.litert import (  # noqa: E402
+    FORMAT_VERSION, MANIFEST_FILE, SIGNATURE, TFLITE_FILE, TOKENIZER_SIGNATURE,
+    TOKENIZER_TFLITE_FILE)
 
 QUANTIZATIONS = ("float32", "float16", "dynamic-int8", "int8")
 DEFAULT_QUANTIZATION = "dynamic-int8"
@@ -272,11 +274,19 @@ def _weight_bytes(model, quantization):
     return int(0.9 * model.count_params() * per)
 
 
-def ops_of(content):
-    """Names of the ops in a ``.tflite`` (every subgraph), via the LiteRT interpreter."""
-    from ai_edge_litert.interpreter import Interpreter
+def ops_of(content, custom_ops=False):
+    """Names of the ops in a ``.tflite`` (every subgraph), via the LiteRT interpreter;
+    ``custom_ops``: the file has tensorflow-text custom ops (registered for the look)."""
+    from ai_edge_litert.interpreter import Interpreter, InterpreterWithCustomOps
 
-    interpreter = Interpreter(model_content=content)
+    if custom_ops:
+        import tensorflow_text
+
+        interpreter = InterpreterWithCustomOps(
+            model_content=content,
+            custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS)
+    else:
+        interpreter = Interpreter(model_content=content)
     return sorted({op["op_name"] for op in interpreter._get_ops_details()})
 
 
@@ -324,13 +334,53 @@ def compare_quantized(float_content, quant_content, spec, ids):
     return float(np.exp(nll_f.mean())), float(np.exp(nll_q.mean())), overlap
 
 
+def convert_tokenizer(front_end):
+    """A subword front end's ``tokenize`` graph (:class:`zoo.front_ends.TokenizerModule`) as
+    a ``.tflite`` with tensorflow-text's TFLite custom ops.
+
+    Signature ``tokenize``: ``text`` string ``[N]`` -> ``ids`` int32 ``[total]`` and
+    ``row_splits`` int32 ``[N + 1]``. Converted with ``TFLITE_BUILTINS`` and
+    ``allow_custom_ops`` (the tensorflow-text ops ``FastWordpieceTokenizeWithOffsets``,
+    ``TFText>WhitespaceTokenizeWithOffsetsV2``, ``TFText>FastSentencepieceTokenize``). It runs
+    in ``ai_edge_litert.interpreter.InterpreterWithCustomOps(custom_op_registerers=
+    tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS)``; an app links tensorflow-text's
+    TFLite op registrar (https://www.tensorflow.org/text/guide/text_tf_lite).
+
+    Returns:
+        ``(content, ops)``: the flatbuffer bytes and its op names.
+
+    Raises:
+        ConversionError: the converter refused the graph (the message names the ops).
+    """
+    import tensorflow as tf
+
+    from zoo.front_ends import TokenizerModule
+
+    module = TokenizerModule(front_end)
+    with tempfile.TemporaryDirectory() as tmp:
+        tf.saved_model.save(module, tmp, signatures={TOKENIZER_SIGNATURE: module.tokenize})
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            tmp, signature_keys=[TOKENIZER_SIGNATURE])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.allow_custom_ops = True
+        try:
+            content = converter.convert()
+        except Exception as err:  # noqa: BLE001  the converter raises several types
+            raise ConversionError(f"The {front_end.kind} tokenizer does not convert to "
+                                  f"LiteRT: {err}") from None
+    return content, ops_of(content, custom_ops=True)
+
+
 def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
                  representative_lines=None, window=256, max_prompt_tokens=None, top_k=5):
     """Write a LiteRT bundle into ``directory`` (created if missing; may hold a SavedModel).
 
     Files: ``model.tflite`` (signature ``step``, see the module docstring), the tokenizer
-    (``tokenizer.json`` and its vocabulary, :mod:`serving.tokenizer`) and ``litert.json``
-    (the manifest: signature tensors, state names, quantization, limits).
+    and ``litert.json`` (the manifest: signature tensors, state names, quantization, limits,
+    and ``tokenizer``, which says which tokenizer the bundle has). The tokenizer of a
+    ``word`` front end is ``tokenizer.json`` and its vocabulary (:mod:`serving.tokenizer`,
+    TF-free); of a subword front end ``tokenizer.tflite`` (:func:`convert_tokenizer`) with
+    the front end's files (``front_end.json``, ...).
 
     Args:
         predictor: a ``zoo.NextWordPredictor``.
@@ -383,7 +433,23 @@ def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
     else:
         content, spec = convert_step(model, quantization, window=window)
     os.makedirs(directory, exist_ok=True)
-    tokenizer_lib.write(vectorizer, directory)
+    if predictor.front_end.kind == "word":  # the TF-free Python tokenizer
+        tokenizer_lib.write(vectorizer.vectorizer if hasattr(vectorizer, "vectorizer")
+                            else vectorizer, directory)
+        tokenizer = {"kind": "word", "format": "json", "file": tokenizer_lib.CONFIG_FILE}
+    else:  # the front end's own ops, as tensorflow-text TFLite custom ops
+        tokenizer_content, tokenizer_ops = convert_tokenizer(predictor.front_end)
+        with open(os.path.join(directory, TOKENIZER_TFLITE_FILE), "wb") as f:
+            f.write(tokenizer_content)
+        predictor.front_end.save(directory)  # pieces, for the words of the suggestions
+        tokenizer = {"kind": predictor.front_end.kind, "format": "tflite",
+                     "file": TOKENIZER_TFLITE_FILE, "signature": TOKENIZER_SIGNATURE,
+                     "ops": tokenizer_ops,
+                     "custom_op_registerers":
+                         "tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS",
+                     "eos_id": int(predictor.front_end.eos_id),
+                     "surface": predictor.front_end.surface_table(),
+                     "names": predictor.front_end.piece_names()}
     with open(os.path.join(directory, TFLITE_FILE), "wb") as f:
         f.write(content)
     config = model.get_config()
@@ -410,6 +476,7 @@ def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
         "attention_window": (int(window) if getattr(model, "attention_type", None) else None),
         "top_k": int(top_k),
         "never_suggest_ids": [tokenizer_lib.PAD_ID, tokenizer_lib.OOV_ID],
+        "tokenizer": tokenizer,
         "int8_check": check,
     }
     tmp = os.path.join(directory, MANIFEST_FILE + ".tmp")

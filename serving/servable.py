@@ -101,6 +101,8 @@ class Servable:
         OSError / ValueError from TensorFlow: the directory is not a loadable SavedModel.
         serving.litert.BundleError: ``prefer_tflite`` and a ``model.tflite`` that is not a
             usable bundle.
+        serving.op_libraries.MissingOpsError: the model uses ops (tensorflow-text's) that
+            this process cannot load.
     """
 
     tokens_per_run = 4096
@@ -110,17 +112,13 @@ class Servable:
 
     def __init__(self, name, version, path, prefer_tflite=False):
         import tensorflow as tf
-        from tensorflow.core.protobuf import saved_model_pb2
+
+        from serving.op_libraries import check_model_ops, read_meta_graph
 
         self.name, self.version, self.path = name, version, path
-        proto = saved_model_pb2.SavedModel()
-        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-            proto.ParseFromString(f.read())
-        meta_graph = next((m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags),
-                          None)
-        if meta_graph is None:
-            raise ValueError(f"{path}/saved_model.pb has no MetaGraph tagged 'serve' (tags: "
-                             f"{[list(m.meta_info_def.tags) for m in proto.meta_graphs]}).")
+        meta_graph = read_meta_graph(path)
+        # tensorflow-text ops (subword front ends) are registered by importing it first
+        check_model_ops(meta_graph, f"Model {name!r} version {version} ({path})")
         self.signature_defs = dict(meta_graph.signature_def)
         self.tf1 = is_tf1_export(meta_graph)
         self._tf = tf

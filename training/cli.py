@@ -4,10 +4,13 @@ Example::
 
     nwp-train --corpus ptb --data-dir DIR --epochs 4 --output runs/ptb
 
-The run folder gets ``model.keras``, ``vocab.txt``, ``text.json`` (what ``nwp-export``
-needs), ``history.json`` (per-epoch loss, perplexity, pre-clip gradient norm) and
-``metrics.json`` (valid and test perplexity, top-1/top-3 next-word accuracy and keystroke
-savings on the test split at word level, tokens/s, wall time).
+The run folder gets ``model.keras`` and the text front end (``front_end.json`` and its files;
+``--tokenizer word``, the default, also ``vocab.txt`` and ``text.json``: what ``nwp-export``,
+``nwp-evaluate`` and ``nwp-serve`` need), ``history.json`` (per-epoch loss, perplexity,
+pre-clip gradient norm) and ``metrics.json`` (valid and test perplexity per token, per-word
+perplexity and bits per character (``training.evaluate.comparable_metrics``), top-1/top-3
+next-word accuracy and keystroke savings on the test split for word-level runs, tokens/s,
+wall time).
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ import time
 
 from training.configs import CONFIGS
 from training.corpora import CORPORA, DATA_DIR_ENV, CorpusError, load_corpus
+
+# The front-end kinds (zoo.front_ends.KINDS), without importing TensorFlow (keeps --help
+# fast); a test keeps the two equal.
+TOKENIZER_KINDS = ("word", "char", "wordpiece", "sentencepiece")
 
 def build_parser():
     p = argparse.ArgumentParser(
@@ -52,7 +59,17 @@ def build_parser():
     p.add_argument("--init-scale", type=float, default=None,
                    help="uniform init range for all weights (Zaremba small: 0.1)")
     p.add_argument("--max-vocab", type=int, default=None,
-                   help="keep the most frequent tokens only (raw-text corpora)")
+                   help="keep the most frequent tokens only (raw-text corpora; word "
+                        "tokenizer)")
+    p.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="word",
+                   help="text front end (zoo.front_ends): word = whole words (the corpus's "
+                        "own rules; characters for tiny-shakespeare-char), char = characters, "
+                        "wordpiece = FastWordpieceTokenizer pieces, sentencepiece = a "
+                        "SentencePiece unigram model")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="ids in all, special tokens included: the number of pieces to learn "
+                        "(required for wordpiece and sentencepiece; word: the same as "
+                        "--max-vocab + 2; char: at most the text's characters)")
     p.add_argument("--min-count", type=int, default=1)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32)
@@ -124,6 +141,12 @@ def check_args(args):
     if args.max_vocab is not None and args.max_vocab < 2:
         problems.append(f"--max-vocab must be >= 2 (<eos> and at least one word), got "
                         f"{args.max_vocab}")
+    if args.tokenizer in ("wordpiece", "sentencepiece") and args.vocab_size is None:
+        problems.append(f"--tokenizer {args.tokenizer} needs --vocab-size (e.g. 8000)")
+    if args.vocab_size is not None and args.max_vocab is not None:
+        problems.append("give --vocab-size or --max-vocab, not both")
+    if args.tokenizer != "word" and args.max_vocab is not None:
+        problems.append("--max-vocab is for --tokenizer word; use --vocab-size")
     if args.min_count < 1:
         problems.append(f"--min-count must be >= 1, got {args.min_count}")
     if not (args.lr_decay > 0 and math.isfinite(args.lr_decay)):
@@ -296,13 +319,20 @@ def load_data(args):
     Raises:
         CorpusError: a missing corpus file, or a split shorter than 2 tokens.
     """
-    from zoo import WordVectorizer
+    from zoo.front_ends import fit_front_end
 
     corpus = load_corpus(args.corpus, args.data_dir, allow_download=not args.no_download)
     print(f"corpus: {corpus.description}", flush=True)
-    vectorizer = WordVectorizer.fit(corpus.train, corpus.standardize,
-                                    max_tokens=args.max_vocab, min_count=args.min_count,
-                                    split=corpus.split)
+    if args.tokenizer != "word" and corpus.split == "character":
+        raise RunError(f"--corpus {args.corpus} is read as characters by the word front "
+                       f"end; for --tokenizer {args.tokenizer} use --corpus "
+                       "tiny-shakespeare.")
+    vocab_size = args.vocab_size
+    if args.tokenizer == "word" and args.max_vocab is not None:
+        vocab_size = args.max_vocab + 2  # + padding and [UNK]
+    word_options = ({"standardize": corpus.standardize, "split": corpus.split,
+                     "min_count": args.min_count} if args.tokenizer == "word" else {})
+    vectorizer = fit_front_end(args.tokenizer, corpus.train, vocab_size, **word_options)
     streams = {split: vectorizer.encode_lines(getattr(corpus, split))
                for split in ("train", "valid", "test")}
     if args.max_train_tokens:
@@ -311,7 +341,7 @@ def load_data(args):
         if ids.size < 2:
             raise CorpusError(f"The {split} split has {ids.size} token(s); need at least 2.")
     print("tokens: " + ", ".join(f"{k} {v.size:,}" for k, v in streams.items())
-          + f"; vocabulary {vectorizer.vocab_size:,} ids", flush=True)
+          + f"; {args.tokenizer} vocabulary {vectorizer.vocab_size:,} ids", flush=True)
     return corpus, vectorizer, streams
 
 
@@ -414,7 +444,7 @@ def prepare_output(args, corpus, vectorizer):
     Raises:
         RunError: the backup belongs to a run with another vocabulary.
     """
-    from zoo import WordVectorizer
+    from zoo.front_ends import load_front_end
 
     os.makedirs(args.output, exist_ok=True)
     backup_dir = os.path.join(args.output, "backup")
@@ -422,7 +452,7 @@ def prepare_output(args, corpus, vectorizer):
         shutil.rmtree(backup_dir, ignore_errors=True)
     elif os.path.isdir(backup_dir):  # written by BackupAndRestore at each epoch end
         try:
-            previous = WordVectorizer.load(args.output).vocabulary
+            previous = load_front_end(args.output).vocabulary
         except FileNotFoundError:
             previous = None
         if previous is not None and previous != vectorizer.vocabulary:
@@ -432,7 +462,8 @@ def prepare_output(args, corpus, vectorizer):
                 "checkpoint cannot continue on this text. Use another --output, or --fresh.")
         print(f"resuming the interrupted run from {backup_dir} (--fresh starts over)", flush=True)
     resuming = os.path.isdir(backup_dir)
-    vectorizer.save(args.output)  # before training: a resumed run checks it
+    vectorizer.save(args.output)  # before training: a resumed run checks it (word kind:
+    # vocab.txt and text.json, as before; every kind: front_end.json)
     write_calibration_text(corpus.train, os.path.join(args.output, "calibration.txt"))
     return resuming
 
@@ -497,9 +528,10 @@ def fit(args, model, train_ds, valid_ds, callbacks):
     return epochs, seconds
 
 
-def evaluate(model, corpus, valid_ds, test_ds, output):
-    """Valid and test perplexity and loss in nats per token (bits per character on
-    character corpora).
+def evaluate(model, corpus, streams, valid_ds, test_ds, output):
+    """Valid and test perplexity and loss in nats per token, and the numbers that compare
+    across front ends: per-word perplexity and bits per character
+    (:func:`training.evaluate.comparable_metrics`).
 
     Raises:
         FloatingPointError: a value is not finite (training diverged); nothing more is
@@ -508,6 +540,7 @@ def evaluate(model, corpus, valid_ds, test_ds, output):
     import numpy as np
 
     from training.callbacks import ResetStates
+    from training.evaluate import comparable_metrics
 
     results = {}
     for split, ds in (("valid", valid_ds), ("test", test_ds)):
@@ -518,6 +551,12 @@ def evaluate(model, corpus, valid_ds, test_ds, output):
         for split in ("valid", "test"):
             results[f"{split}_bits_per_character"] = (results[f"{split}_loss_nats_per_token"]
                                                       / np.log(2))
+    for split in ("valid", "test"):  # per word and per character, whatever the tokenizer
+        comparable = comparable_metrics(results[f"{split}_loss_nats_per_token"],
+                                        streams[split].size - 1, getattr(corpus, split))
+        results[f"{split}_per_word_perplexity"] = comparable["per_word_perplexity"]
+        if corpus.split != "character":
+            results[f"{split}_bits_per_character"] = comparable["bits_per_character"]
     if not all(math.isfinite(v) for v in results.values()):
         raise FloatingPointError(
             f"Training diverged (valid perplexity {results['valid_perplexity']}); the model "
@@ -534,7 +573,7 @@ def save_model(args, model, vectorizer, corpus, streams, carry):
     from zoo import NextWordPredictor
 
     NextWordPredictor(vectorizer, model).save(args.output)
-    if not args.keyboard_metrics or corpus.split == "character":
+    if not args.keyboard_metrics or corpus.split == "character" or args.tokenizer != "word":
         return {}
     from training.evaluate import KEYBOARD_FIELDS, keyboard_report
 
@@ -552,7 +591,9 @@ def report(args, metrics, epochs):
         json.dump(metrics, f, indent=1)
     print(f"valid loss {metrics['valid_loss_nats_per_token']:.4f} nats/token | "
           f"valid perplexity {metrics['valid_perplexity']:.2f} | "
-          f"test perplexity {metrics['test_perplexity']:.2f} | "
+          f"test perplexity {metrics['test_perplexity']:.2f} per {args.tokenizer} token, "
+          f"{metrics['test_per_word_perplexity']:.2f} per word, "
+          f"{metrics['test_bits_per_character']:.3f} bits/char | "
           f"{metrics['train_tokens_per_second'] or 0:,.0f} train tokens/s | "
           f"wall {metrics['wall_seconds']:.0f} s | saved {args.output}", flush=True)
     if "top1_accuracy" in metrics:
@@ -586,13 +627,14 @@ def train(args):
     resuming = prepare_output(args, corpus, vectorizer)
     callbacks, budget = make_callbacks(args, streams, recurrent, resuming)
     epochs, fit_seconds = fit(args, model, train_ds, valid_ds, callbacks)
-    results = evaluate(model, corpus, valid_ds, test_ds, args.output)
+    results = evaluate(model, corpus, streams, valid_ds, test_ds, args.output)
     results.update(save_model(args, model, vectorizer, corpus, streams, carry))
     tokens_trained = budget.batches * args.batch_size * args.bptt  # whole windows
     metrics = {
         "corpus": args.corpus,
         "model": args.model,
         "parameters": model.count_params(),
+        "tokenizer": args.tokenizer,
         "vocab_size": vectorizer.vocab_size,
         "epochs_run": len(epochs.get("loss", [])),
         "train_tokens_per_second": tokens_trained / fit_seconds if tokens_trained else None,

@@ -146,11 +146,16 @@ def _read_lines(remote, data_dir, allow_download):
                 f"holding {remote.relpath}, or allow the download from {remote.url}."
             )
         download(remote, path)
+    with open(path, "rb") as f:
+        data = f.read()
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+        lines = data.decode("utf-8").split("\n")
     except UnicodeDecodeError as err:
-        raise CorpusError(f"{path} is not UTF-8 text ({err}); is it the right file?") from None
+        line = data.count(b"\n", 0, err.start) + 1
+        raise CorpusError(
+            f"{path} is not UTF-8 text: line {line} has the byte(s) "
+            f"{data[err.start:err.end]!r} ({err.reason}). Convert the file to UTF-8 (e.g. "
+            f"iconv -f latin1 -t utf-8) or check that it is the right file.") from None
     if lines and lines[-1] == "":
         lines.pop()
     if not any(line.strip() for line in lines):

@@ -4,8 +4,10 @@ Example::
 
     nwp-evaluate --run runs/ptb
 
-Runs the run's model over the test text and reports, next to perplexity, the top-1 and
-top-3 next-word accuracy and the keystroke savings of a 3-word suggestion strip (next-word
+Runs the run's model over the test text and reports, next to perplexity per token, the
+per-word perplexity and bits per character (comparable across tokenizers:
+:func:`comparable_metrics`), the top-1 and top-3 next-word accuracy (for a subword front end:
+of the next *piece*, and no keystroke savings) and the keystroke savings of a 3-word suggestion strip (next-word
 and with prefix completion); the definitions are in :class:`zoo.keyboard_metrics.
 KeyboardMetrics` and ``docs/results.md``. The numbers are printed and written to
 ``<run>/keyboard_metrics.json``.
@@ -22,6 +24,38 @@ import time
 from training.corpora import CORPORA, CorpusError, load_corpus
 
 KEYBOARD_FIELDS = ("top1_accuracy", "top3_accuracy", "ksr_next_word", "ksr_prefix")
+
+
+def comparable_metrics(nats_per_token, targets, lines):
+    """Per-word perplexity and bits per character of a token-level loss, so models with
+    different tokenizers (word, char, WordPiece, SentencePiece) compare on the same text.
+
+    The total loss is ``nats_per_token * targets`` (nats over the split's predicted tokens,
+    ``<eos>`` included; the stream's first token is not predicted). Words are the split's
+    whitespace words plus one end of line per line, and characters its characters with white
+    space collapsed plus one per line (:func:`zoo.front_ends.count_words`,
+    :func:`~zoo.front_ends.count_characters`), whatever the tokenizer.
+
+    Args:
+        nats_per_token: float, mean cross-entropy in nats per predicted token.
+        targets: int, number of predicted tokens.
+        lines: list of ``str``, the split's lines.
+
+    Returns:
+        dict: ``per_word_perplexity`` = ``exp(total nats / words)``, ``bits_per_character``
+        = ``total nats / ln 2 / characters``, ``words``, ``characters``, ``total_nats``.
+    """
+    import math
+
+    from zoo.front_ends import count_characters, count_words
+
+    words, characters = count_words(lines), count_characters(lines)
+    if words < 1 or characters < 1:
+        raise ValueError("No words in the split: nothing to normalise the loss by.")
+    total = float(nats_per_token) * int(targets)
+    return {"per_word_perplexity": math.exp(total / words),
+            "bits_per_character": total / math.log(2) / characters,
+            "words": words, "characters": characters, "total_nats": total}
 
 
 def _progress(done, total, started, out):
@@ -125,7 +159,7 @@ def keyboard_report(model, vectorizer, test_ids, bptt=35, batch_size=32, carry_s
                          "has no state to carry.")
     special = {PAD_ID, OOV_ID, vectorizer.eos_id, vectorizer.unk_id}
     metrics = KeyboardMetrics(vectorizer.vocabulary, special, k=3,
-                              keystrokes=vectorizer.split != "character")
+                              keystrokes=vectorizer.split == "whitespace")
     if carry:
         runner = _copy(model, stateful=True, batch_size=batch_size)
         batches = zip(*make_streams(ids, batch_size, bptt))
@@ -190,6 +224,10 @@ def build_parser():
 
 def evaluate_run(args, out=None):
     """Evaluate the run named by parsed flags; writes and returns the report dict."""
+    import math
+
+    import numpy as np
+
     from zoo import NextWordPredictor
 
     out = sys.stdout if out is None else out
@@ -212,7 +250,7 @@ def evaluate_run(args, out=None):
     predictor = NextWordPredictor.load(args.run)
     corpus = load_corpus(corpus_name, data_dir,
                          allow_download=not (args.no_download or flags.get("no_download")))
-    if corpus.split != predictor.vectorizer.split:
+    if predictor.front_end.kind == "word" and corpus.split != predictor.vectorizer.split:
         raise ValueError(f"The corpus {corpus_name!r} is split into {corpus.split} tokens but "
                          f"the run's vocabulary into {predictor.vectorizer.split} tokens.")
     ids = predictor.vectorizer.encode_lines(corpus.test)
@@ -222,8 +260,14 @@ def evaluate_run(args, out=None):
           f"{predictor.vectorizer.vocab_size:,} ids", file=out, flush=True)
     report = keyboard_report(predictor.model, predictor.vectorizer, ids, bptt=bptt,
                              batch_size=batch_size, carry_state=carry)
+    lines = corpus.test
+    if args.max_tokens:  # the lines the evaluated tokens cover
+        eos = np.flatnonzero(ids == predictor.front_end.eos_id)
+        lines = lines[:max(1, int(eos.size))]
+    comparable = comparable_metrics(math.log(report["perplexity"]), report["tokens"], lines)
     report = {"corpus": corpus_name, "split": "test", "max_tokens": args.max_tokens,
-              "bptt": bptt, "batch_size": batch_size, **report}
+              "bptt": bptt, "batch_size": batch_size, "tokenizer": predictor.front_end.kind,
+              **report, **comparable}
     with open(os.path.join(args.run, "keyboard_metrics.json"), "w") as f:
         json.dump(report, f, indent=1)
     print(format_report(report), file=out, flush=True)
@@ -245,7 +289,12 @@ def format_report(report):
     """One line: perplexity, accuracies, keystroke savings (word level), counts."""
     words = (f", {report['typed_words']:,} typed words" if report.get("typed_words") is not None
              else "")
-    return (f"perplexity {report['perplexity']:.2f} | {format_keyboard(report)} | "
+    comparable = (f" | per-word perplexity {report['per_word_perplexity']:.2f} | "
+                  f"{report['bits_per_character']:.3f} bits/char"
+                  if report.get("per_word_perplexity") is not None else "")
+    unit = f" per {report['tokenizer']} token" if report.get("tokenizer") else ""
+    return (f"perplexity {report['perplexity']:.2f}{unit}{comparable} | "
+            f"{format_keyboard(report)} | "
             f"{report['tokens']:,} tokens{words}")
 
 

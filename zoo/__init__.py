@@ -1,4 +1,4 @@
-"""The model zoo: recurrent cells, attention, language models, samplers, text front end,
+"""The model zoo: recurrent cells, attention, language models, samplers, text front ends,
 the word search over subword pieces.
 
 Keras layers and models only; imports keras and tensorflow, never ``training`` or
@@ -7,6 +7,7 @@ Keras layers and models only; imports keras and tensorflow, never ``training`` o
 
 from zoo.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention
 from zoo.cells import CIFGCell, GRUCell, LSTMCell, RNNCell
+from zoo.front_ends import KINDS, FrontEnd, FrontEndError, fit_front_end, load_front_end
 from zoo.models import LanguageModel, Perplexity
 from zoo.predictor import NextWordPredictor
 from zoo.presets import PRESETS, get_model
@@ -19,7 +20,10 @@ __all__ = [
     "AdditiveAttention",
     "CIFGCell",
     "DotProductAttention",
+    "FrontEnd",
+    "FrontEndError",
     "GRUCell",
+    "KINDS",
     "LSTMCell",
     "LSTMLanguageModel",
     "LanguageModel",
@@ -33,6 +37,8 @@ __all__ = [
     "TransformerLanguageModel",
     "WordBeamSearch",
     "WordVectorizer",
+    "fit_front_end",
     "get_model",
+    "load_front_end",
     "word_search_for",
 ]

@@ -13,8 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 import zoo.presets  # noqa: F401  (registers every model class for load_model)
+from zoo.front_ends import as_front_end, load_front_end
 from zoo.sampling import NEG, read_prompt_in_graph, sample_in_graph
-from zoo.text import OOV_ID, PAD_ID, WordVectorizer
+from zoo.text import OOV_ID, PAD_ID
 from zoo.word_search import (DEFAULT_BEAM_WIDTH, DEFAULT_MAX_PIECES, check_not_empty,
                              split_unfinished_word, standardize_prompt, starts_with,
                              word_search_for)
@@ -26,10 +27,11 @@ class NextWordPredictor:
     """Raw strings in, the ``k`` most likely next words and their probabilities out.
 
     Args:
-        vectorizer: a :class:`zoo.text.WordVectorizer`, or a subword front end (the
-            interface in :mod:`zoo.word_search`).
+        vectorizer: the text front end, a :class:`zoo.front_ends.FrontEnd` of any kind (a
+            :class:`zoo.text.WordVectorizer` is wrapped as the ``word`` kind); kept as
+            ``self.vectorizer`` and ``self.front_end``.
         model: a :class:`zoo.models.LanguageModel` whose ``vocab_size`` equals the
-            vectoriser's.
+            front end's.
         beam_width, max_pieces: for a subword front end, the word search's
             (:class:`zoo.word_search.WordBeamSearch`); unused for words.
 
@@ -43,6 +45,7 @@ class NextWordPredictor:
 
     def __init__(self, vectorizer, model, beam_width=DEFAULT_BEAM_WIDTH,
                  max_pieces=DEFAULT_MAX_PIECES):
+        vectorizer = as_front_end(vectorizer)
         if model.vocab_size != vectorizer.vocab_size:
             raise ValueError(
                 f"The model predicts over {model.vocab_size} ids but the vocabulary has "
@@ -50,9 +53,11 @@ class NextWordPredictor:
             )
         if getattr(model, "stateful", False):
             model = model.stateless_copy()  # prompts come in batches of any size
-        self.vectorizer = vectorizer
+        self.vectorizer = self.front_end = vectorizer
         self.model = model
         self._vocab = tf.constant(vectorizer.vocabulary)
+        self._surface = tf.constant(vectorizer.surface_table())
+        self._names = tf.constant(vectorizer.piece_names())
         # Padding and the OOV id are never proposed as a next word. (A corpus's own
         # "<unk>" token, as in PTB, is a word of its vocabulary and can be.)
         self._not_word = tf.constant([PAD_ID, OOV_ID], tf.int32)
@@ -79,7 +84,8 @@ class NextWordPredictor:
         return tf.nn.softmax(tf.cast(last, tf.float32), axis=-1)
 
     def top_k(self, text, k=5, max_prompt_tokens=None):
-        """The ``k`` most likely next words.
+        """The ``k`` most likely next words (for a subword front end, whole
+        words from :class:`zoo.word_search.WordBeamSearch`).
 
         Args:
             text: ``tf.string`` ``(batch,)``.
@@ -94,13 +100,21 @@ class NextWordPredictor:
         """
         if self.word_search is not None:
             return self.word_search.top_k(text, k, max_prompt_tokens)
+        return self.top_k_tokens(text, k, max_prompt_tokens)
+
+    def top_k_tokens(self, text, k=5, max_prompt_tokens=None):
+        """The ``k`` most likely next tokens (words, or pieces' surface text without their
+        ``"##"``/U+2581 marker), arguments and result as :meth:`top_k`."""
         probs = self.next_word_distribution(text, max_prompt_tokens)
         drop = tf.scatter_nd(self._not_word[:, None],
                              tf.ones_like(self._not_word, tf.float32),
                              [self.vectorizer.vocab_size])
         values, indices = tf.math.top_k(probs - 2.0 * drop, k=k)
-        return {"words": tf.gather(self._vocab, indices),
-                "probabilities": tf.maximum(values, 0.0)}
+        if self.front_end.kind == "word":
+            words = tf.gather(self._vocab, indices)
+        else:  # a piece's text without its marker; the end of line reads as "<eos>"
+            words = tf.gather(self._names, indices)
+        return {"words": words, "probabilities": tf.maximum(values, 0.0)}
 
     def complete(self, text, k=5, max_prompt_tokens=None):
         """The ``k`` most likely completions of each prompt's unfinished last word.
@@ -213,7 +227,8 @@ class NextWordPredictor:
         Returns:
             dict: ``continuation`` ``tf.string (batch,)`` (tokens joined by a space, or
             nothing for characters); ``num_tokens`` int32 ``(batch,)``. Padding and
-            ``[UNK]`` are never generated. A model with ``max_length`` positions (the
+            ``[UNK]`` are never generated. Subword pieces are joined into words
+            (:meth:`zoo.front_ends.FrontEnd.surface_table`). A model with ``max_length`` positions (the
             Transformer) reads only the last ``max_length - max_new_tokens`` prompt tokens
             (at least 1) and generates at most ``max_length - 1`` tokens.
         """
@@ -221,6 +236,7 @@ class NextWordPredictor:
         banned = tf.scatter_nd(self._not_word[:, None], tf.ones_like(self._not_word, tf.bool),
                                [self.vectorizer.vocab_size])
         separator = "" if self.vectorizer.split == "character" else " "
+        subword = self.front_end.kind != "word"
 
         positions = getattr(self.model, "max_length", None)  # a Transformer's window
 
@@ -242,6 +258,9 @@ class NextWordPredictor:
                 (tf.constant(0), logits, states, tf.TensorArray(tf.int32, size=n)),
                 shape_invariants=(tf.TensorShape([]), tf.TensorShape([1, vocab]), grow,
                                   tf.TensorShape(None)))
+            if subword:  # pieces carry their own spaces
+                words = tf.gather(self._surface, out.stack())
+                return tf.strings.strip(tf.strings.reduce_join(words)), n
             words = tf.gather(self._vocab, out.stack())
             return tf.strings.reduce_join(words, separator=separator), n
 
@@ -253,7 +272,8 @@ class NextWordPredictor:
         return {"continuation": continuation, "num_tokens": count}
 
     def save(self, directory):
-        """Write ``model.keras``, ``vocab.txt`` and ``text.json`` into ``directory``."""
+        """Write ``model.keras`` and the front end (``front_end.json`` and its files; the
+        ``word`` kind also ``vocab.txt`` and ``text.json``) into ``directory``."""
         os.makedirs(directory, exist_ok=True)
         self.vectorizer.save(directory)
         self.model.save(os.path.join(directory, MODEL_FILE))
@@ -263,7 +283,7 @@ class NextWordPredictor:
         """Load what :meth:`save` wrote (``safe_mode=True``).
 
         Raises:
-            FileNotFoundError: ``directory`` lacks one of the three files.
+            FileNotFoundError: ``directory`` lacks the model or the front end's files.
         """
         path = os.path.join(directory, MODEL_FILE)
         if not os.path.exists(path):
@@ -271,6 +291,6 @@ class NextWordPredictor:
                 f"{path} is missing: {directory} is not a training run folder "
                 "(nwp-train --output writes one)."
             )
-        vectorizer = WordVectorizer.load(directory)
+        vectorizer = load_front_end(directory)
         model = keras.saving.load_model(path, safe_mode=True)
         return cls(vectorizer, model)

@@ -77,6 +77,28 @@ def tokenize(lines, standardize="none", split="whitespace"):
     return tf.strings.split(text)
 
 
+def keep_last_tokens(ids, lengths, max_tokens=None):
+    """Keep only the last ``max_tokens`` real ids of each right-padded row (graph mode).
+
+    Args:
+        ids: int32 ``(batch, time)``, right-padded with ``PAD_ID``.
+        lengths: int32 ``(batch,)``, real ids per row.
+        max_tokens: int or None (None: unchanged).
+
+    Returns:
+        ``(ids, lengths)``: int32 ``(batch, min(time, max_tokens))`` left-aligned and
+        right-padded, and int32 ``(batch,)`` ``min(lengths, max_tokens)``.
+    """
+    if max_tokens is None:
+        return ids, lengths
+    width = tf.minimum(tf.shape(ids)[1], max_tokens)
+    start = tf.maximum(lengths - max_tokens, 0)
+    positions = tf.minimum(start[:, None] + tf.range(width)[None, :], tf.shape(ids)[1] - 1)
+    ids = tf.where(tf.range(width)[None, :] < tf.minimum(lengths, max_tokens)[:, None],
+                   tf.gather(ids, positions, batch_dims=1), PAD_ID)
+    return ids, tf.minimum(lengths, max_tokens)
+
+
 class WordVectorizer:
     """Vocabulary plus standardisation, wrapping ``keras.layers.TextVectorization``.
 
@@ -210,15 +232,7 @@ class WordVectorizer:
         eos = tf.fill([tf.shape(ids)[0], 1], tf.constant(self.eos_id, tf.int32))
         ids = tf.concat([eos, ids], axis=1)
         lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1)
-        if max_tokens is not None:
-            width = tf.minimum(tf.shape(ids)[1], max_tokens)
-            start = tf.maximum(lengths - max_tokens, 0)
-            positions = tf.minimum(start[:, None] + tf.range(width)[None, :],
-                                   tf.shape(ids)[1] - 1)
-            ids = tf.where(tf.range(width)[None, :] < tf.minimum(lengths, max_tokens)[:, None],
-                           tf.gather(ids, positions, batch_dims=1), PAD_ID)
-            lengths = tf.minimum(lengths, max_tokens)
-        return ids, lengths
+        return keep_last_tokens(ids, lengths, max_tokens)
 
     def save(self, directory):
         """Write ``vocab.txt`` (one token per line, ids 2..) and ``text.json``; a character
