@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from zoo import NextWordPredictor, RecurrentLanguageModel, TransformerLanguageModel
+from zoo.front_ends import FrontEnd
 from zoo.models import LanguageModel
 from zoo.text import WordVectorizer
 from zoo.word_search import WordBeamSearch, split_unfinished_word, word_search_for
@@ -22,9 +23,10 @@ MARK = "\u2581"  # SentencePiece's word-start marker
 PIECES = ["<pad>", "<unk>", "<eos>", MARK + "c", MARK + "ca", MARK + "d", "a", "t", "r", "og"]
 
 
-class StandInFrontEnd(tf.Module):
+class StandInFrontEnd(tf.Module, FrontEnd):
     """A SentencePiece-like front end with the interface of zoo.word_search: a prompt word
-    ``w`` becomes the piece ``"▁w"`` (or ``<unk>``)."""
+    ``w`` becomes the piece ``"▁w"`` (or ``<unk>``). (A FrontEnd for NextWordPredictor's
+    surface tables; everything the search reads is defined here.)"""
 
     kind = "sentencepiece"
     pad_id, unk_id, eos_id = 0, 1, 2
