@@ -662,10 +662,12 @@ def main(argv=None):
     if args.verbose < 2:  # before TensorFlow is imported; an explicit setting wins
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from training.callbacks import BackupError
+    from zoo.front_ends import FrontEndError
 
     try:
         train(args)
-    except (CorpusError, RunError, BackupError, FloatingPointError, OSError) as err:
+    except (CorpusError, RunError, BackupError, FrontEndError, FloatingPointError,
+            OSError) as err:
         print(f"nwp-train: error: {err}", file=sys.stderr)
         return 2
     return 0
