@@ -276,7 +276,8 @@ def export_saved_model(predictor, model_base_path, model_name, version=None, top
                              input_signature=[spec(tf.string, "text")])
         warmup[ATTENTION_KEY] = ATTENTION_WARMUP
     try:
-        with _stage(progress, f"tracing {len(warmup)} signatures and writing the SavedModel"):
+        with _stage(progress, f"tracing {len(warmup) + 1} signatures and writing the "
+                             "SavedModel"):  # + tokenize, which has no warm-up request
             archive.write_out(tmp, verbose=False)
             _write_warmup(tmp, warmup)
         with _stage(progress, "checking every signature on its warm-up request"):
