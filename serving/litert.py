@@ -31,7 +31,11 @@ Command line::
 A prompt's answer is that of the SavedModel's ``serving_default``: the prompt is read as the
 start of a line (an ``<eos>`` first), only its last ``max_prompt_tokens`` tokens count, and
 padding and ``[UNK]`` are never suggested (a corpus's own ``<unk>`` can be). An empty
-prompt asks for the first word of a line. :meth:`LiteRTPredictor.complete` is the
+prompt asks for the first word of a line. A subword bundle (WordPiece, SentencePiece,
+characters) answers whole words, by the SavedModel's word beam search
+(:meth:`LiteRTPredictor.suggest_words`, its tables in the manifest's ``word_search`` entry);
+a subword bundle written before that entry existed answers the next pieces, as
+:meth:`LiteRTPredictor.top_k` does after ``feed``. :meth:`LiteRTPredictor.complete` is the
 SavedModel's ``complete`` (prefix completion of the last, unfinished word).
 """
 
@@ -55,6 +59,9 @@ SIGNATURE = "step"
 TOKENIZER_TFLITE_FILE = "tokenizer.tflite"  # a subword front end's tokenizer (TFText ops)
 TOKENIZER_SIGNATURE = "tokenize"
 FORMAT_VERSION = 1
+# White space a prompt's end is stripped of before a word search (the SavedModel's
+# zoo.word_search: RE2's \s and the vertical tab).
+_SPACE = "\t\n\x0b\x0c\r "
 
 
 class BundleError(ValueError):
@@ -197,7 +204,51 @@ class LiteRTPredictor:
             raise BundleError(f"{manifest_path}: never_suggest_ids must be ids below "
                               f"{self.vocab_size}.")
         self._words = self.tokenizer.vocabulary
+        self.word_search = self._read_word_search(manifest_path)
         self.reset()
+
+    def _read_word_search(self, manifest_path):
+        """The manifest's ``word_search`` entry (a subword bundle) as the search's tables, or
+        None (a word bundle, or a subword bundle written before the entry existed: its
+        ``suggest`` answers next pieces)."""
+        entry = self.manifest.get("word_search")
+        if entry is None:
+            return None
+        try:
+            vocab = self.vocab_size
+            starts = np.array(entry["word_start"], dtype=bool)
+            texts = [str(t) for t in entry["piece_text"]]
+            beam_width, max_pieces = int(entry["beam_width"]), int(entry["max_pieces"])
+            if starts.shape != (vocab,) or len(texts) != vocab:
+                raise ValueError(f"word_start and piece_text must have {vocab} entries, got "
+                                 f"{starts.size} and {len(texts)}")
+            if beam_width < 1 or max_pieces < 1:
+                raise ValueError("beam_width and max_pieces must be >= 1")
+            ids = {name: entry.get(name) for name in ("pad_id", "unk_id", "eos_id")}
+            eos = int(ids["eos_id"])
+            if not 0 <= eos < vocab:
+                raise ValueError(f"eos_id {eos} is outside the vocabulary")
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"{manifest_path}: its word_search entry is damaged "
+                              f"({type(err).__name__}: {err}); export the bundle again.") from None
+        if self.max_positions is not None and max_pieces >= self.max_positions:
+            raise BundleError(f"{manifest_path}: word_search max_pieces={max_pieces} leaves no "
+                              f"room for the prompt in {self.max_positions} positions.")
+        special = np.zeros(vocab, bool)
+        for i in ids.values():
+            if i is not None and 0 <= int(i) < vocab:
+                special[int(i)] = True
+        boundary = starts.copy()
+        boundary[eos] = True
+        pad = ids["pad_id"]
+        if pad is not None and 0 <= int(pad) < vocab:
+            boundary[int(pad)] = False
+        return {"beam_width": beam_width, "max_pieces": max_pieces,
+                "start": starts & ~special, "continue": ~starts & ~special,
+                "boundary": boundary,
+                # a word-start piece's own white space (a character model's " ") is not in
+                # the word
+                "surface": [t.lstrip() if s else t for t, s in zip(texts, starts)]}
 
     def _check_signature(self, model_path):
         """The ``.tflite``'s ``step`` inputs must be the manifest's, name by name, with the
@@ -315,9 +366,90 @@ class LiteRTPredictor:
         """
         if not isinstance(text, str):
             raise TypeError(f"The prompt must be a str, got {type(text).__name__}.")
+        k = self.manifest.get("top_k", 5) if k is None else k
+        if self.word_search is not None:
+            return self.suggest_words(text, k)
         self.reset()
         self.feed_text(text)
-        return self.top_k(self.manifest.get("top_k", 5) if k is None else k)
+        return self.top_k(k)
+
+    def _run(self, token_id, states):
+        """One ``step`` call from ``states`` (not ``self.states``): ``(logits, states)``."""
+        out = self._runner(token_ids=np.full([self._batch], token_id, np.int32), **states)
+        return out["logits"][0], {name: np.array(out[name]) for name in states}
+
+    def suggest_words(self, text, k=5):
+        """Whole next words of a subword bundle: the search of the SavedModel's
+        ``serving_default`` (:class:`zoo.word_search.WordBeamSearch`), in NumPy, one ``step``
+        call per live hypothesis (the signature has batch 1; each carries its own states).
+
+        ``P(word) = P(its pieces) * P(the next piece starts a word or ends the line)``, over
+        one word-start piece then pieces that do not start a word; after each piece only the
+        manifest's ``beam_width`` most likely partial words are extended, for at most
+        ``max_pieces`` pieces; piecings with the same surface text are summed; padding,
+        the unknown piece and the end of line are never proposed. The prompt is read without
+        its trailing white space, from a zero state (``<eos>`` first; a Transformer reads at
+        most ``max_positions - max_pieces`` ids of it).
+
+        Returns:
+            ``[(word, probability)]``, most likely first, the model's probabilities (not
+            renormalised); fewer than ``k`` when the search found fewer words.
+
+        Raises:
+            TypeError: ``text`` is not a ``str``.
+            ValueError: a bundle without the manifest's ``word_search`` entry; ``k`` < 1.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"The prompt must be a str, got {type(text).__name__}.")
+        search = self.word_search
+        if search is None:
+            raise ValueError("This bundle has no word_search entry in its manifest (a word "
+                             "bundle, or one exported before it existed); use suggest.")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}.")
+        beams, max_pieces = search["beam_width"], search["max_pieces"]
+        surface, boundary = search["surface"], search["boundary"]
+        limit = self.max_prompt_tokens
+        if self.max_positions is not None:  # leave room for the word's pieces
+            room = max(1, self.max_positions - max_pieces)
+            limit = min(limit or room, room)
+        self.reset()
+        self.feed(self.tokenizer.prompt_ids(text.rstrip(_SPACE), max_tokens=limit))
+        vocab = self.vocab_size
+        logits = np.repeat(self.logits[None].astype(np.float64), beams, axis=0)
+        states = [self.states] * beams
+        scores = np.full(beams, -np.inf)
+        scores[0] = 0.0  # one live beam
+        texts = [""] * beams
+        found = {}  # surface text -> summed probability, in the order first found
+        for t in range(max_pieces + 1):
+            log_probs = logits - logits.max(axis=1, keepdims=True)
+            log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+            if t > 0:  # the word ends here if the next piece is a boundary
+                ends = log_probs[:, boundary]
+                top = ends.max(axis=1)
+                end = top + np.log(np.exp(ends - top[:, None]).sum(axis=1))
+                for word, score in zip(texts, scores + end):
+                    if word and np.isfinite(score):
+                        found[word] = found.get(word, 0.0) + float(np.exp(score))
+            if t == max_pieces:
+                break
+            allowed = search["start"] if t == 0 else search["continue"]
+            total = np.where(allowed[None], scores[:, None] + log_probs, -np.inf).ravel()
+            best = np.argsort(-total, kind="stable")[:beams]  # ties: the lower index
+            scores = total[best]
+            parents, tokens = best // vocab, best % vocab
+            texts = [texts[p] + surface[v] for p, v in zip(parents, tokens)]
+            rows = []
+            for score, parent, token in zip(scores, parents, tokens):
+                if np.isfinite(score):  # a dead hypothesis is never extended
+                    rows.append(self._run(int(token), states[parent]))
+                else:
+                    rows.append((np.zeros(vocab), states[parent]))
+            logits = np.stack([r[0] for r in rows]).astype(np.float64)
+            states = [r[1] for r in rows]
+        ranked = sorted(found.items(), key=lambda item: -item[1])  # stable: first found
+        return [(word, p) for word, p in ranked if p > 0][:k]
 
     def unfinished_word(self, text):
         """``(context, prefix)`` of a prompt, as the SavedModel's ``complete`` cuts it: the

@@ -371,13 +371,42 @@ def convert_tokenizer(front_end):
     return content, ops_of(content, custom_ops=True)
 
 
+def word_search_config(predictor):
+    """The manifest's ``word_search`` entry: what the runner needs to answer a subword
+    bundle's ``suggest`` with whole next words, by the search of the SavedModel's
+    ``serving_default`` (:class:`zoo.word_search.WordBeamSearch`); None for a word-level
+    predictor (its ids already are words).
+
+    Returns:
+        dict: ``beam_width`` and ``max_pieces`` (the predictor's search), ``word_start``
+        (``list[bool]`` by id: the front end's ``word_start_mask()``), ``piece_text``
+        (``list[str]`` by id: the front end's ``piece_text``, without markers), ``pad_id``,
+        ``unk_id`` and ``eos_id`` (None where the front end has none).
+    """
+    search = getattr(predictor, "word_search", None)
+    if search is None:
+        return None
+    front_end = predictor.front_end
+    vocab = len(front_end.pieces)
+
+    def some_id(value):
+        return None if value is None else int(value)
+
+    return {"beam_width": int(search.beam_width), "max_pieces": int(search.max_pieces),
+            "word_start": [bool(b) for b in np.asarray(front_end.word_start_mask(), bool)],
+            "piece_text": [front_end.piece_text(i) for i in range(vocab)],
+            "pad_id": some_id(front_end.pad_id), "unk_id": some_id(front_end.unk_id),
+            "eos_id": some_id(front_end.eos_id)}
+
+
 def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
                  representative_lines=None, window=256, max_prompt_tokens=None, top_k=5):
     """Write a LiteRT bundle into ``directory`` (created if missing; may hold a SavedModel).
 
     Files: ``model.tflite`` (signature ``step``, see the module docstring), the tokenizer
     and ``litert.json`` (the manifest: signature tensors, state names, quantization, limits,
-    and ``tokenizer``, which says which tokenizer the bundle has). The tokenizer of a
+    ``tokenizer``, which says which tokenizer the bundle has, and for a subword front end
+    ``word_search``, :func:`word_search_config`). The tokenizer of a
     ``word`` front end is ``tokenizer.json`` and its vocabulary (:mod:`serving.tokenizer`,
     TF-free); of a subword front end ``tokenizer.tflite`` (:func:`convert_tokenizer`) with
     the front end's files (``front_end.json``, ...).
@@ -450,6 +479,7 @@ def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
                      "eos_id": int(predictor.front_end.eos_id),
                      "surface": predictor.front_end.surface_table(),
                      "names": predictor.front_end.piece_names()}
+    word_search = word_search_config(predictor)
     with open(os.path.join(directory, TFLITE_FILE), "wb") as f:
         f.write(content)
     config = model.get_config()
@@ -479,6 +509,8 @@ def write_bundle(predictor, directory, quantization=DEFAULT_QUANTIZATION,
         "tokenizer": tokenizer,
         "int8_check": check,
     }
+    if word_search is not None:
+        manifest["word_search"] = word_search
     tmp = os.path.join(directory, MANIFEST_FILE + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1)

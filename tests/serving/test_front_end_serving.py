@@ -6,6 +6,7 @@ model equals the in-process one; the LiteRT bundle tokenizes like training."""
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -137,7 +138,8 @@ def test_rest_round_trip_of_subword_models_equals_in_process(exports):
 
 
 @pytest.mark.slow
-def test_litert_bundle_tokenizes_like_training_and_answers_like_the_saved_model(exports):
+def test_litert_bundle_tokenizes_like_training_and_answers_like_the_saved_model(exports,
+                                                                                tmp_path):
     from serving.litert import LiteRTPredictor
 
     for kind in SUBWORD:
@@ -149,14 +151,28 @@ def test_litert_bundle_tokenizes_like_training_and_answers_like_the_saved_model(
         runner = LiteRTPredictor(path)
         training_ids = predictor.front_end.encode(held_out).to_list()
         assert runner.tokenizer.encode_batch(held_out) == training_ids, kind
-        # The runner answers a subword bundle's next *pieces* (the SavedModel's word beam is
-        # not in the runner): compare with the predictor's next-piece answer.
-        direct = predictor.top_k_tokens(tf.constant(["the company"]), k=5)
+        # The runner answers whole next words by the SavedModel's word beam, in NumPy.
+        assert manifest["word_search"]["beam_width"] == predictor.word_search.beam_width
+        direct = predictor.top_k(tf.constant(["the company"]), k=5)
         got = runner.suggest("the company", k=5)
+        assert len(got) == 5, (kind, got)
         assert [w for w, _ in got] == [w.decode() for w in direct["words"].numpy()[0]]
         np.testing.assert_allclose([p for _, p in got], direct["probabilities"].numpy()[0],
                                    rtol=1e-4)
-    # the word kind keeps its TF-free tokenizer.json
+    # A subword bundle written before the word_search entry existed answers next pieces.
+    predictor, path, _ = exports["wordpiece"]
+    old = tmp_path / "old"
+    shutil.copytree(path, old)
+    manifest = json.loads((old / "litert.json").read_text())
+    del manifest["word_search"]
+    (old / "litert.json").write_text(json.dumps(manifest))
+    direct = predictor.top_k_tokens(tf.constant(["the company"]), k=5)
+    got = LiteRTPredictor(str(old)).suggest("the company", k=5)
+    assert [w for w, _ in got] == [w.decode() for w in direct["words"].numpy()[0]]
+    np.testing.assert_allclose([p for _, p in got], direct["probabilities"].numpy()[0],
+                               rtol=1e-4)
+    # the word kind keeps its TF-free tokenizer.json (and its words need no search)
     with open(os.path.join(exports["word"][1], "litert.json")) as f:
-        assert json.load(f)["tokenizer"] == {"kind": "word", "format": "json",
-                                             "file": "tokenizer.json"}
+        manifest = json.load(f)
+    assert manifest["tokenizer"] == {"kind": "word", "format": "json", "file": "tokenizer.json"}
+    assert "word_search" not in manifest
