@@ -480,12 +480,14 @@ class LiteRTPredictor:
 
         Raises:
             TypeError: ``text`` is not a ``str``.
-            ValueError: an empty prompt; a character-level bundle (no words to complete);
-                ``k`` < 1.
+            ValueError: an empty prompt; a character-level or subword bundle (completion
+                on the phone is for word bundles); ``k`` < 1.
         """
-        if self.tokenizer.split != "whitespace":
-            raise ValueError("complete needs a word-level bundle; this one's tokens are "
-                             "characters.")
+        if getattr(self.tokenizer, "split", None) != "whitespace":
+            kind = self.manifest.get("tokenizer", {}).get("kind", "character")
+            raise ValueError(f"complete needs a word-level bundle; this one's tokens are "
+                             f"{kind} pieces (the SavedModel's complete signature completes "
+                             "words for subword models).")
         k = self.manifest.get("top_k", 5) if k is None else k
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be an int >= 1, got {k!r}.")

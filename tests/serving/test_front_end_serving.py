@@ -159,6 +159,8 @@ def test_litert_bundle_tokenizes_like_training_and_answers_like_the_saved_model(
         assert [w for w, _ in got] == [w.decode() for w in direct["words"].numpy()[0]]
         np.testing.assert_allclose([p for _, p in got], direct["probabilities"].numpy()[0],
                                    rtol=1e-4)
+        with pytest.raises(ValueError, match="complete needs a word-level bundle"):
+            runner.complete("the comp")
     # A subword bundle written before the word_search entry existed answers next pieces.
     predictor, path, _ = exports["wordpiece"]
     old = tmp_path / "old"
