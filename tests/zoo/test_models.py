@@ -242,3 +242,33 @@ def test_clip_by_value_bounds_every_element_and_counts_clipped_steps():
     assert logs["clipped_fraction"] == 1.0
     with pytest.raises(ValueError, match="not both"):
         LSTMLanguageModel(V, clipnorm=1.0, clipvalue=1.0)
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm-tied", "transformer"])
+def test_init_output_bias_is_the_log_unigram_distribution_of_the_targets(name):
+    # Counted independently with a Counter: target ids (the stream after its first token),
+    # plus 0.5 for every id of the vocabulary, normalised, in log space.
+    import collections
+
+    vocab = 13
+    stream = np.array([5, 2, 2, 3, 2, 7, 3, 2, 12, 2], dtype=np.int32)  # 5 is never a target
+    counts = collections.Counter(stream[1:].tolist())
+    total = sum(counts.values()) + 0.5 * vocab
+    expected = np.array([np.log((counts.get(v, 0) + 0.5) / total) for v in range(vocab)])
+    model = get_model(name, vocab, embedding_dim=8, units=8) if name != "transformer" else \
+        get_model(name, vocab, model_dim=8, num_heads=2, ffn_dim=8, max_length=16)
+    model.build((None, 4))
+    model.init_output_bias(stream)
+    np.testing.assert_allclose(model.output_bias_variable().numpy(), expected, rtol=1e-6)
+    # the model's own logits now carry it: the bias is added to the logits of every position
+    logits = model._logits(np.zeros((1, 8), "float32")).numpy()[0]
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_init_output_bias_refuses_ids_outside_the_vocabulary():
+    model = get_model("lstm-tied", 6, embedding_dim=4, units=4)
+    model.build((None, 3))
+    with pytest.raises(ValueError, match=r"\[0, 6\)"):
+        model.init_output_bias(np.array([1, 2, 6]))
+    with pytest.raises(ValueError, match="at least 2"):
+        model.init_output_bias(np.array([3]))
