@@ -56,6 +56,10 @@ def build_parser():
     p.add_argument("--dropout", type=float, default=None, help="overrides the preset's")
     p.add_argument("--init-scale", type=float, default=None,
                    help="uniform init range for all weights (Zaremba small: 0.1)")
+    p.add_argument("--output-bias-init", choices=("unigram", "zeros"), default="unigram",
+                   help="start the output bias at the log unigram distribution of the training "
+                        "text (the model starts at the unigram entropy; without it Adam with a "
+                        "tied embedding can collapse the embeddings and stay there) or at 0")
     p.add_argument("--max-vocab", type=int, default=None,
                    help="keep the most frequent tokens only (raw-text corpora)")
     p.add_argument("--min-count", type=int, default=1)
@@ -290,6 +294,8 @@ def train(args):
         model.compile(optimizer=optimizer)
         model.build((args.batch_size if carry else None, args.bptt))
         model.optimizer.build(model.trainable_variables)  # fit then needs no symbolic build
+        if args.output_bias_init == "unigram":
+            model.init_output_bias(streams["train"])
     params = model.count_params()
     print(f"model: {args.model}, {params:,} parameters", flush=True)
 
