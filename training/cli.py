@@ -58,6 +58,10 @@ def build_parser():
     p.add_argument("--dropout", type=float, default=None, help="overrides the preset's")
     p.add_argument("--init-scale", type=float, default=None,
                    help="uniform init range for all weights (Zaremba small: 0.1)")
+    p.add_argument("--output-bias-init", choices=("unigram", "zeros"), default="unigram",
+                   help="start the output bias at the log unigram distribution of the training "
+                        "text (the model starts at the unigram entropy; without it Adam with a "
+                        "tied embedding can collapse the embeddings and stay there) or at 0")
     p.add_argument("--max-vocab", type=int, default=None,
                    help="keep the most frequent tokens only (raw-text corpora; word "
                         "tokenizer)")
@@ -402,8 +406,10 @@ def clipping(args):
     return clipnorm, None if args.no_clip else args.clipvalue
 
 
-def build_model(args, vocab_size, carry, strategy):
-    """The preset with the flags' overrides, compiled and built inside ``strategy``.
+def build_model(args, vocab_size, carry, strategy, train_ids):
+    """The preset with the flags' overrides, compiled and built inside ``strategy``; with
+    ``--output-bias-init unigram`` its output bias starts at the log unigram distribution
+    of ``train_ids`` (int ``(tokens,)``, the training stream).
 
     Raises:
         RunError: the model refuses the flags' values (its own message says which).
@@ -431,6 +437,8 @@ def build_model(args, vocab_size, carry, strategy):
         model.compile(optimizer=optimizer)
         model.build((args.batch_size if carry else None, args.bptt))
         model.optimizer.build(model.trainable_variables)  # fit then needs no symbolic build
+        if args.output_bias_init == "unigram":
+            model.init_output_bias(train_ids)
     print(f"model: {args.model}, {model.count_params():,} parameters", flush=True)
     return model
 
@@ -623,7 +631,7 @@ def train(args):
     check_memory(args, vectorizer.vocab_size)
     carry, recurrent = carries_state(args, strategy.num_replicas_in_sync)
     train_ds, valid_ds, test_ds = make_datasets(args, streams, carry)
-    model = build_model(args, vectorizer.vocab_size, carry, strategy)
+    model = build_model(args, vectorizer.vocab_size, carry, strategy, streams["train"])
     resuming = prepare_output(args, corpus, vectorizer)
     callbacks, budget = make_callbacks(args, streams, recurrent, resuming)
     epochs, fit_seconds = fit(args, model, train_ds, valid_ds, callbacks)

@@ -10,6 +10,7 @@ applies it. Concrete models (``zoo.recurrent_lm``, ``zoo.transformer_lm``) defin
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -321,6 +322,60 @@ class LanguageModel(SkipSymbolicBuildWhenBuilt, keras.Model):
         if self.tie_embeddings:
             return self.embedding(h, reverse=True) + ops.cast(self.output_bias, "float32")
         return self.head(h)
+
+    def output_bias_variable(self):
+        """The output layer's bias ``(vocab_size,)``: the ``output_bias`` weight of a tied
+        model, else the ``head`` Dense layer's bias. Raises ``ValueError`` if the model has
+        neither (or is not built yet)."""
+        bias = getattr(self, "output_bias", None)
+        if bias is None:
+            bias = getattr(getattr(self, "head", None), "bias", None)
+        if bias is None:
+            raise ValueError(f"{type(self).__name__} has no output bias to set (build the "
+                             "model first).")
+        return bias
+
+    def init_output_bias(self, token_ids, pseudo_count=0.5):
+        """Start the output bias at the log unigram distribution of a training stream.
+
+        ``b_v = log((n_v + a) / sum_u (n_u + a))`` with ``n_v`` the count of id ``v`` among
+        the *targets* ``token_ids[1:]`` and ``a = pseudo_count`` for ids never seen, so at
+        initialisation (features near zero) the model already predicts the unigram
+        distribution ("initialise the final layer's bias to the data prior", Karpathy 2019,
+        "A Recipe for Training Neural Networks"). Without it an adaptive optimizer learns the
+        unigram through the shortest route it has: with a tied embedding (logits
+        ``h E^T + b``) every one of the ``vocab_size`` rows of ``E`` moves a full learning
+        rate per step towards ``-mean(h)`` for rare words and ``+mean(h)`` for frequent ones
+        (Adam normalises each element's tiny but one-signed gradient), so the input
+        embeddings collapse onto one direction, the inputs carry no word identity and the
+        model stays at the unigram entropy (the "representation degeneration" of tied
+        softmax layers, Gao et al. 2019, arXiv:1907.12009).
+
+        Args:
+            token_ids: int array ``(tokens,)``, the training stream (ids in
+                ``[0, vocab_size)``; padding id 0 counts like any id).
+            pseudo_count: added to every count, > 0 (keeps unseen ids finite).
+
+        Returns:
+            The bias written, float32 ``(vocab_size,)``, in nats (log-probabilities).
+
+        Raises:
+            ValueError: an empty stream, ids outside ``[0, vocab_size)``, ``pseudo_count <=
+                0``, or a model without an output bias.
+        """
+        ids = np.asarray(token_ids).reshape(-1)[1:]
+        if ids.size == 0:
+            raise ValueError("init_output_bias needs a stream of at least 2 token ids.")
+        if ids.min() < 0 or ids.max() >= self.vocab_size:
+            raise ValueError(f"Token ids must be in [0, {self.vocab_size}); got ids from "
+                             f"{ids.min()} to {ids.max()}: was the stream encoded with this "
+                             "model's vocabulary?")
+        if not pseudo_count > 0:
+            raise ValueError(f"pseudo_count must be > 0, got {pseudo_count!r}.")
+        counts = np.bincount(ids, minlength=self.vocab_size) + float(pseudo_count)
+        log_prior = (np.log(counts) - np.log(counts.sum())).astype("float32")
+        self.output_bias_variable().assign(log_prior)
+        return log_prior
 
     def combine_losses(self, token_losses, mask):
         """Combine per-step losses ``(batch, time)`` into the scalar objective ``L``."""
