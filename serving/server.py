@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import sys
 
 from aiohttp import web
@@ -288,12 +289,15 @@ def main(argv=None):
     except Exception as err:  # noqa: BLE001  any load failure: say what and where, exit 2
         print(f"nwp-serve: error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
-    def announce(_aiohttp_banner):  # called by run_app once the REST port is bound
+    def announce(aiohttp_banner):  # called by run_app once the REST port is bound
+        # the port actually bound (the flag may be 0: "any free port"), from aiohttp's banner
+        bound = re.search(r"http://\S+:(\d+)", aiohttp_banner or "")
+        port = bound.group(1) if bound else args.rest_api_port
         for name, base in manager.base_paths.items():
             versions = [s["version"] for s in manager.status(name)["model_version_status"]
                         if s["state"] == "AVAILABLE"]
             print(f"serving model {name!r} version(s) {', '.join(versions)} from {base} at "
-                  f"http://{args.host}:{args.rest_api_port}/v1/models/{name}", flush=True)
+                  f"http://{args.host}:{port}/v1/models/{name}", flush=True)
             if args.prefer_tflite_model:
                 lite = [v for v in versions if manager.get(name, int(v)).litert is not None]
                 print(f"  --prefer_tflite_model: serving_default of version(s) "

@@ -29,3 +29,31 @@ def test_thread_flags_out_of_range():
     proc = _serve("--tensorflow_intra_op_parallelism=99999999999")
     assert proc.returncode == 2
     assert "--tensorflow_intra_op_parallelism must be in 0..4096" in proc.stderr
+
+
+def test_rest_port_zero_announces_the_port_it_bound(exported):
+    # --rest_api_port=0 asks for any free port; the start-up line must name the real one,
+    # which then answers model status.
+    import json
+    import re
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "serving.server", "--rest_api_port=0",
+                             f"--port={_free_port()}", "--model_name=nwp",
+                             f"--model_base_path={exported[0]}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        line = ""
+        for line in proc.stdout:
+            if line.startswith("serving model"):
+                break
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/v1/models/nwp", line)
+        assert match and match.group(1) != "0", line
+        with urllib.request.urlopen(f"http://127.0.0.1:{match.group(1)}/v1/models/nwp",
+                                    timeout=30) as answer:
+            status = json.load(answer)["model_version_status"]
+        assert [s["state"] for s in status] == ["AVAILABLE"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
