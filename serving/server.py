@@ -103,6 +103,9 @@ REFUSED = {"use_alts_credentials": tf_bool, "ssl_config_file": str}
 
 
 def build_parser():
+    """nwp-serve's flag parser: tensorflow_model_server's flags by their names (``--port``,
+    ``--rest_api_port``, ``--model_config_file``, ...; README's flag table says what each
+    does here), plus this server's own limits."""
     p = argparse.ArgumentParser(
         prog="nwp-serve", usage="nwp-serve [--flag=value ...] (nwp-serve --help lists them)",
         description="Serve SavedModels over TensorFlow Serving's REST and gRPC APIs.",
@@ -194,6 +197,11 @@ def build_parser():
 
 
 def main(argv=None):
+    """``nwp-serve``: load the models, serve REST (and gRPC when ``--port`` is set) until
+    SIGTERM/SIGINT, then drain. Returns the exit status: 0 after a clean shutdown (or
+    ``--version``), 2 after a one-line message for a start-up problem (a model that cannot
+    load, a port in use). Unknown or refused flags exit 2 through argparse
+    (``SystemExit``)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)

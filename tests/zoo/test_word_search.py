@@ -49,15 +49,6 @@ class StandInFrontEnd(tf.Module, FrontEnd):
         words = tf.strings.split(text)
         return tf.cast(self.table.lookup(tf.strings.join([MARK, words])), tf.int32)
 
-    # What NextWordPredictor reads of a vectoriser (for the hook test).
-    @property
-    def vocab_size(self):
-        return len(self.pieces)
-
-    @property
-    def vocabulary(self):
-        return list(self.pieces)
-
 
 class StandInCharFrontEnd(StandInFrontEnd):
     """Characters: the space piece begins a word (it is the boundary), as a character
