@@ -229,10 +229,12 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=2,
                    help="intra-op threads for TensorFlow and PyTorch alike")
-    p.add_argument("--omp-wait-policy", default="PASSIVE", choices=("PASSIVE", "ACTIVE"),
+    p.add_argument("--omp-wait-policy", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "unset"),
                    help="OpenMP wait policy of PyTorch's threads (OMP_WAIT_POLICY). PASSIVE "
                         "(default): idle threads sleep; ACTIVE spins, which on a machine "
-                        "shared with other jobs made torch.nn.LSTM 5x slower")
+                        "shared with other jobs made torch.nn.LSTM 5x slower and, in this "
+                        "one process, takes the cores from TensorFlow's rounds; unset: "
+                        "the OpenMP runtime's own default (spin briefly, then sleep)")
     p.add_argument("--plain", action="store_true",
                    help="add the zoo model on Keras's step-by-step loop (no fused path)")
     p.add_argument("--no-torch", action="store_true", help="leave the torch.nn rows out")
@@ -253,7 +255,10 @@ def main(argv=None):
         if bad:
             p.error(f"unknown {label} {bad}; choose from {', '.join(known)}")
 
-    os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy  # read when torch loads OpenMP
+    if args.omp_wait_policy == "unset":
+        os.environ.pop("OMP_WAIT_POLICY", None)
+    else:
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy  # read when torch loads OpenMP
     torch = None if args.no_torch else import_torch()
     import keras
     import numpy as np
