@@ -212,10 +212,11 @@ def grpc_calls_by_status(rest_port):
     return counts
 
 
-def serve_empty(rest_port, grpc_port):
+def serve_empty(rest_port, grpc_port, event_loop="asyncio"):
     """The floor of this stack's per-request cost: an aiohttp REST handler and a grpc.aio
     Predict that parse the request and answer a fixed top-5 without running a model (the
-    ``--ceiling`` rows). Runs until killed."""
+    ``--ceiling`` rows), on ``event_loop`` (``asyncio`` or ``uvloop``, as nwp-serve's
+    ``--event_loop``). Runs until killed."""
     import asyncio
 
     import numpy as np
@@ -251,7 +252,12 @@ def serve_empty(rest_port, grpc_port):
         await web.TCPSite(runner, "127.0.0.1", rest_port).start()
         await asyncio.Event().wait()
 
-    asyncio.run(run())
+    if event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(run())
+    else:
+        asyncio.run(run())
 
 
 def main(argv=None):
@@ -276,11 +282,15 @@ def main(argv=None):
                    help="pin the load generators to one CPU and the server (and the "
                         "in-process baseline) to another (default 0,1); adds CPU "
                         "microseconds per prompt")
+    p.add_argument("--server-flag", action="append", default=[], metavar="FLAG",
+                   help="one more nwp-serve flag, e.g. --server-flag=--event_loop=uvloop "
+                        "(which the empty handler of --ceiling then runs on too); repeatable")
     p.add_argument("--serve-empty", nargs=2, type=int, metavar=("REST_PORT", "GRPC_PORT"),
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    uvloop = "--event_loop=uvloop" in args.server_flag
     if args.serve_empty:
-        return serve_empty(*args.serve_empty)
+        return serve_empty(*args.serve_empty, event_loop="uvloop" if uvloop else "asyncio")
     tools = not args.python_clients and shutil.which("wrk") and shutil.which("h2load")
     if not args.python_clients and not tools:
         raise SystemExit("wrk and h2load not found (Debian: apt-get install wrk nghttp2-client);"
@@ -336,7 +346,7 @@ def main(argv=None):
          f"--batching_parameters_file={params}",
          f"--max_batch_size_per_request={args.clients}",
          f"--tensorflow_intra_op_parallelism={args.intra_op}",
-         "--file_system_poll_wait_seconds=0"],
+         "--file_system_poll_wait_seconds=0", *args.server_flag],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}:predict"
     grpc_target = f"127.0.0.1:{grpc_port}"
@@ -407,7 +417,8 @@ def main(argv=None):
         rest_port, grpc_port = free_port(), free_port()
         empty = subprocess.Popen([*taskset(server_cpu_id), sys.executable,
                                   os.path.abspath(__file__), "--serve-empty",
-                                  str(rest_port), str(grpc_port)],
+                                  str(rest_port), str(grpc_port),
+                                  *(["--server-flag=--event_loop=uvloop"] if uvloop else [])],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for(empty, rest_port)
@@ -434,7 +445,8 @@ def main(argv=None):
           f"{args.rounds} rounds x {args.seconds} s per path")
     print(f"# server: max_batch_size {max_batch}, batch_timeout_micros {args.timeout_us}, "
           f"num_batch_threads {args.batch_threads}, intra-op threads "
-          f"{args.intra_op or 'default'}")
+          f"{args.intra_op or 'default'}"
+          + "".join(f", {flag}" for flag in args.server_flag))
     print("# load average (1, 5, 15 min) at the end: "
           + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     print("# pinned: " + (f"load generators on CPU {client_cpu}, server and in-process "
