@@ -212,11 +212,10 @@ def grpc_calls_by_status(rest_port):
     return counts
 
 
-def serve_empty(rest_port, grpc_port, event_loop="asyncio"):
+def serve_empty(rest_port, grpc_port):
     """The floor of this stack's per-request cost: an aiohttp REST handler and a grpc.aio
     Predict that parse the request and answer a fixed top-5 without running a model (the
-    ``--ceiling`` rows), on ``event_loop`` (``asyncio`` or ``uvloop``, as nwp-serve's
-    ``--event_loop``). Runs until killed."""
+    ``--ceiling`` rows). Runs until killed."""
     import asyncio
 
     import numpy as np
@@ -252,12 +251,7 @@ def serve_empty(rest_port, grpc_port, event_loop="asyncio"):
         await web.TCPSite(runner, "127.0.0.1", rest_port).start()
         await asyncio.Event().wait()
 
-    if event_loop == "uvloop":
-        import uvloop
-
-        uvloop.run(run())
-    else:
-        asyncio.run(run())
+    asyncio.run(run())
 
 
 def main(argv=None):
@@ -283,14 +277,14 @@ def main(argv=None):
                         "in-process baseline) to another (default 0,1); adds CPU "
                         "microseconds per prompt")
     p.add_argument("--server-flag", action="append", default=[], metavar="FLAG",
-                   help="one more nwp-serve flag, e.g. --server-flag=--event_loop=uvloop "
-                        "(which the empty handler of --ceiling then runs on too); repeatable")
+                   help="one more nwp-serve flag for the server under test, e.g. "
+                        "--server-flag=--prefer_tflite_model (serving_default from the LiteRT "
+                        "bundle); repeatable")
     p.add_argument("--serve-empty", nargs=2, type=int, metavar=("REST_PORT", "GRPC_PORT"),
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    uvloop = "--event_loop=uvloop" in args.server_flag
     if args.serve_empty:
-        return serve_empty(*args.serve_empty, event_loop="uvloop" if uvloop else "asyncio")
+        return serve_empty(*args.serve_empty)
     tools = not args.python_clients and shutil.which("wrk") and shutil.which("h2load")
     if not args.python_clients and not tools:
         raise SystemExit("wrk and h2load not found (Debian: apt-get install wrk nghttp2-client);"
@@ -417,8 +411,7 @@ def main(argv=None):
         rest_port, grpc_port = free_port(), free_port()
         empty = subprocess.Popen([*taskset(server_cpu_id), sys.executable,
                                   os.path.abspath(__file__), "--serve-empty",
-                                  str(rest_port), str(grpc_port),
-                                  *(["--server-flag=--event_loop=uvloop"] if uvloop else [])],
+                                  str(rest_port), str(grpc_port)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for(empty, rest_port)

@@ -19,7 +19,6 @@ a ready model.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import os
 import re
@@ -177,9 +176,6 @@ def build_parser():
                         "whose client hangs up meanwhile never runs; 0: no limit")
     p.add_argument("--max_batch_size_per_request", type=int, default=1024,
                    help="requests with more rows (prompts) get 400; bounds memory per request")
-    p.add_argument("--event_loop", choices=("asyncio", "uvloop"), default="asyncio",
-                   help="the event loop that REST and gRPC run on: Python's asyncio loop, or "
-                        "uvloop's (libuv; pip install uvloop)")
     p.add_argument("--no_web_page", action="store_true",
                    help="do not serve the page at / (type with suggestions, generate, "
                         "surprisal; it calls only the REST API)")
@@ -223,14 +219,6 @@ def main(argv=None):
     if args.use_alts_credentials or args.ssl_config_file:
         parser.error("--use_alts_credentials and --ssl_config_file are not supported: "
                      "nwp-serve serves plaintext gRPC only (put a TLS proxy in front)")
-    uvloop = None
-    if args.event_loop == "uvloop":  # before any model loads: a missing package fails fast
-        try:
-            import uvloop
-        except ImportError:
-            print("nwp-serve: error: --event_loop=uvloop needs the uvloop package: pip "
-                  "install uvloop (or leave the flag out for asyncio's loop)", file=sys.stderr)
-            return 2
     for name in NO_EFFECT:
         if getattr(args, name) is not None:
             print(f"nwp-serve: --{name} has no effect here: {NO_EFFECT[name][1]}",
@@ -323,9 +311,6 @@ def main(argv=None):
                 print(f"  --prefer_tflite_model: serving_default of version(s) "
                       f"{', '.join(lite) or 'none (no model.tflite)'} answered by LiteRT",
                       flush=True)
-        if uvloop is not None:  # the loop actually running, not the flag
-            running = type(asyncio.get_running_loop())
-            print(f"  event loop: {running.__module__}.{running.__qualname__}", flush=True)
     manager.start_polling(args.file_system_poll_wait_seconds)
     if args.model_config_file:
         manager.start_config_polling(args.model_config_file,
@@ -372,17 +357,12 @@ def main(argv=None):
             batcher.hurry()
 
         app.on_shutdown.insert(0, hurry_batches)
-    loop = None
-    if uvloop is not None:
-        loop = uvloop.new_event_loop()
-        asyncio.set_event_loop(loop)
     try:
         # handler_cancellation: a client that hangs up cancels its handler, so a request
         # still waiting (for a HeavyGate slot, a batch, a worker thread) never runs
         web.run_app(app, host=args.host, port=args.rest_api_port, print=announce,
                     shutdown_timeout=10.0, handler_cancellation=True,
-                    keepalive_timeout=75.0,  # idle connections (no request yet, too)
-                    loop=loop)
+                    keepalive_timeout=75.0)  # idle connections (no request yet, too)
     except OSError as err:
         print(f"nwp-serve: error: cannot listen on {args.host}: {err}", file=sys.stderr)
         return 2
