@@ -37,6 +37,19 @@ def run_cli(module, *args, timeout=600, check=True):
     return proc
 
 
+def assert_train_flags_refused(flags, message, capsys, tmp_path):
+    """``nwp-train --corpus default --output <tmp>/run FLAGS`` exits 2 with a one-line error
+    containing ``message`` (no traceback) before any work: no run folder is created."""
+    from training.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--corpus", "default", "--output", str(tmp_path / "run"), *flags])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A run folder from a few seconds of nwp-train on the embedded default corpus."""

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import assert_train_flags_refused, run_cli
 from zoo import PRESETS
 
 
@@ -163,14 +163,7 @@ def test_gradient_flow_callback_writes_a_curve_per_epoch(tmp_path):
     (["--min-count", "0"], "--min-count must be >= 1"),
 ])
 def test_bad_numbers_are_one_line_errors_before_any_work(flags, message, capsys, tmp_path):
-    from training.cli import main
-
-    with pytest.raises(SystemExit) as info:
-        main(["--corpus", "default", "--output", str(tmp_path / "run"), *flags])
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err, err
-    assert not (tmp_path / "run").exists()  # nothing was started
+    assert_train_flags_refused(flags, message, capsys, tmp_path)
 
 
 @pytest.mark.parametrize("flags, message", [
