@@ -559,6 +559,8 @@ def _slope_of(activation):
 class _ElmanSteps:
     """One step of :class:`RNNCell` forward and backward, on ``z = x_t W + b + h_in U``."""
 
+    splits_recurrent = False  # z holds x_t W + b + h_in U together
+
     def __init__(self, cell):
         self.act, self.slope = cell.activation, _slope_of(cell.activation)
 
@@ -576,7 +578,9 @@ class _LSTMSteps:
     (``coupled=True``, ``f_t = 1 - i_t``), forward and backward, on ``z = x_t W + b +
     h_in U``; the default activations only (sigmoid gates, tanh)."""
 
-    def __init__(self, cell, coupled):
+    splits_recurrent = False
+
+    def __init__(self, coupled):
         self.coupled = coupled
 
     def forward(self, z, h_prev, rest):
@@ -616,10 +620,7 @@ class _GRUSteps:
     forward and backward; ``z`` holds ``x_t W + b_in`` and ``u = h_in U + b_rec`` is given
     separately because the reset gate multiplies only ``u_h``."""
 
-    splits_recurrent = True
-
-    def __init__(self, cell):
-        pass
+    splits_recurrent = True  # u = h_in U + b_rec comes apart from x_t W + b_in
 
     def forward(self, xw, u, h_prev):
         x_z, x_r, x_h = tf.split(xw, 3, axis=-1)
@@ -649,11 +650,11 @@ def _fused_steps(cell):
     if type(cell) is RNNCell and _slope_of(cell.activation) is not None:
         return _ElmanSteps(cell)
     if type(cell) is LSTMCell and default_gates:
-        return _LSTMSteps(cell, coupled=False)
+        return _LSTMSteps(coupled=False)
     if type(cell) is CIFGCell and default_gates:
-        return _LSTMSteps(cell, coupled=True)
+        return _LSTMSteps(coupled=True)
     if type(cell) is GRUCell and default_gates and cell.reset_after:
-        return _GRUSteps(cell)
+        return _GRUSteps()
     return None
 
 
@@ -682,7 +683,7 @@ def fused_recurrence(steps, x, states, kernel, recurrent_kernel, bias_in, bias_r
         ``(outputs (batch, time, units), final_states)`` in the dtype of ``x``.
     """
     time_steps = x.shape[1]
-    gru = getattr(steps, "splits_recurrent", False)
+    gru = steps.splits_recurrent
 
     @tf.custom_gradient
     def run(x, kernel, recurrent_kernel, bias_in, bias_rec, *states):
@@ -799,7 +800,7 @@ class FusedRNN(keras.layers.RNN):
         bias_in = bias_rec = None
         if cell.bias is not None:
             bias = tf.cast(cell.bias, dtype)
-            if isinstance(steps, _GRUSteps):
+            if steps.splits_recurrent:  # GRU reset_after: (2, width), input and recurrent
                 bias_in, bias_rec = bias[0], bias[1]
             else:
                 bias_in = bias
