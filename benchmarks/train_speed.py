@@ -48,12 +48,17 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHAPES = {
-    "ptb-small": dict(vocab=10_000, units=200, layers=2, bptt=20, batch=20, tied=False,
-                      dropout=0.0),
-    "ptb-5m": dict(vocab=10_000, units=300, layers=2, bptt=35, batch=20, tied=True,
-                   dropout=0.4),
-}
+from training.configs import CONFIGS  # noqa: E402  (plain dicts, no TensorFlow import)
+
+def _shape(config):
+    """The benchmark's shape of a named training configuration (PTB: 10k words + <eos>,
+    rounded to 10,000 ids)."""
+    return dict(vocab=10_000, units=config["units"], layers=config["num_layers"],
+                bptt=config["bptt"], batch=config["batch_size"],
+                tied=config["model"] == "lstm-tied", dropout=config["dropout"])
+
+
+SHAPES = {name: _shape(CONFIGS[name]) for name in ("ptb-small", "ptb-5m")}
 PRECISIONS = ("float32", "bfloat16", "float16", "bfloat16-logits")
 KERAS_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
 TORCH_MODULES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
